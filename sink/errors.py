@@ -1,0 +1,80 @@
+"""One exception tree, named for what the caller should do.
+
+- :class:`StopRun`: the run cannot go on (bad config, wrong credentials, unreadable input).
+- :class:`RejectRecord`: this record (or batch) cannot be sent as it is; the run goes on.
+- :class:`RetryLater`: a transient failure; the same request may succeed if sent again.
+
+Foreign exceptions are translated at the boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class SinkError(Exception):
+    """Base of every error sink raises on purpose."""
+
+
+class StopRun(SinkError):
+    """The run must stop; nothing further can succeed until the user fixes something."""
+
+
+class ConfigError(StopRun):
+    """A destination config, template or setting is invalid."""
+
+
+class SourceError(StopRun):
+    """The input cannot be read at all (unknown format, truncated file, bad encoding)."""
+
+
+class CredentialsError(StopRun):
+    """Docker Hub refused the credentials (401 after a fresh token exchange)."""
+
+
+class NeedsOrgToken(StopRun):
+    """The endpoint does not accept a personal access token; an organization token is needed."""
+
+
+class RejectRecord(SinkError):
+    """The record cannot be sent as it is; it goes to the rejects with this message.
+
+    ``index`` is the record's position in the input (0-based), when known;
+    ``field`` the body field or column at fault, when there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None = None,
+        field: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.index = index
+        self.field = field
+        self.status = status
+
+    def __str__(self) -> str:
+        where = f"record {self.index + 1}: " if self.index is not None else ""
+        return f"{where}{self.message}"
+
+
+class RenderError(RejectRecord):
+    """A template could not be rendered for this record (missing value, unsafe value)."""
+
+
+class ValidationError(RejectRecord):
+    """A rendered body does not satisfy the operation's request schema."""
+
+
+class PolicyViolation(RejectRecord):
+    """The request falls outside the destination's access policy; it is never sent."""
+
+
+class RetryLater(SinkError):
+    """A transient failure (5xx, reset, timeout, 429); send again after ``delay`` seconds."""
+
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay

@@ -1,0 +1,59 @@
+"""Plain values passed between the stages: records, requests and outcomes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+JSONObject = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Record:
+    """One input row: its values, its 0-based position in the input and its stable key."""
+
+    index: int
+    data: JSONObject
+    key: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class Request:
+    """An HTTP request ready to send. Building one never touches the network.
+
+    ``url`` is absolute (the connection's base URL joined with the rendered path);
+    ``headers`` never hold credentials: authentication is added by the dispatcher.
+    """
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes | None
+    keys: tuple[str, ...]
+    template: str
+    indexes: tuple[int, ...] = ()
+
+
+class Status(str, enum.Enum):
+    """What became of a record."""
+
+    OK = "ok"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of one request for the records it carried (secrets already removed)."""
+
+    keys: tuple[str, ...]
+    status: Status
+    http_status: int | None = None
+    body: Any = None
+    error: str | None = None
+    attempts: int = 0
+    duration: float = 0.0
+    template: str = ""
+    extra: JSONObject = field(default_factory=dict)
