@@ -35,7 +35,7 @@ class Request:
     indexes: tuple[int, ...] = ()
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """What became of a record."""
 
     OK = "ok"
@@ -57,3 +57,16 @@ class Outcome:
     duration: float = 0.0
     template: str = ""
     extra: JSONObject = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A record that was not sent (or was refused): why, and the record as it came in."""
+
+    index: int
+    data: JSONObject | None
+    error: str
+    key: str = ""
+    field: str | None = None
+    status: int | None = None
+    raw: str | None = None

@@ -1,0 +1,228 @@
+"""Destination configs: the saved form of a destination, loaded from YAML with exact messages.
+
+A destination names its connection, a template (or manual settings), the settings the template
+needs, how records are prepared and batched, where outputs go, and its limits. Unknown keys are
+errors. Relative paths are relative to the config file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from sink.errors import ConfigError
+from sink.render import Batching
+from sink.values import parse_headers
+
+DEFAULT_BASE_URL = "https://hub.docker.com"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConnectionConfig(_Strict):
+    """Where requests go and who sends them. The secret itself is never stored here."""
+
+    base_url: str = DEFAULT_BASE_URL
+    identifier: str | None = Field(default=None, description="username, or organization name")
+    secret_env: str | None = None
+    secret_file: str | None = None
+    secret_stdin: bool = False
+    name: str | None = Field(default=None, description="a stored connection's instance name")
+    kind: Literal["pat", "oat", "password"] | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s?#]+/?$", value):
+            raise ValueError("must be a scheme and host only, like https://hub.docker.com")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> ConnectionConfig:
+        sources = [self.secret_env, self.secret_file, self.secret_stdin or None, self.name]
+        if sum(source is not None for source in sources) > 1:
+            raise ValueError("give only one of secret_env, secret_file, secret_stdin or name")
+        if self.name is None and not self.identifier:
+            raise ValueError("identifier (a username or organization name) is required")
+        return self
+
+
+class ManualConfig(_Strict):
+    """Manual mode: method, URL, headers and a body template or the record itself."""
+
+    method: Literal["POST", "PUT", "PATCH", "DELETE", "post", "put", "patch", "delete"]
+    url: str
+    headers: dict[str, str] | str | None = None
+    body: Any = None
+    body_is_record: bool = False
+
+    @model_validator(mode="after")
+    def _body(self) -> ManualConfig:
+        if self.body is not None and self.body_is_record:
+            raise ValueError("give either body or body_is_record: true, not both")
+        return self
+
+
+class BatchingConfig(_Strict):
+    """The grouping mode: one request per record, records inside a JSON property, or code."""
+
+    mode: Literal["per_record", "json_property", "code"] = "per_record"
+    property: str | None = None
+    extra: dict[str, Any] | None = None
+    size: int = Field(default=100, ge=1, le=10_000)
+    function: str | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> BatchingConfig:
+        if self.mode == "code" and not self.function:
+            raise ValueError("code batching needs function: module:function")
+        if self.mode != "code" and self.function:
+            raise ValueError("function is only used by code batching")
+        if self.mode == "per_record" and (self.property or self.extra):
+            raise ValueError("property and extra are only used by json_property batching")
+        return self
+
+    def to_batching(self) -> Batching:
+        """The renderer's view of this section."""
+        if self.mode == "per_record":
+            return Batching()
+        return Batching(
+            mode=self.mode,
+            size=self.size,
+            property=self.property,
+            extra=self.extra,
+            function=self.function,
+        )
+
+
+class ResponsesConfig(_Strict):
+    """Where the responses stream goes: a file, or a webhook that receives each line."""
+
+    file: str | None = None
+    webhook: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ResponsesConfig:
+        if (self.file is None) == (self.webhook is None):
+            raise ValueError("give exactly one of file or webhook")
+        return self
+
+
+class RetryConfig(_Strict):
+    """Retry limits for transient failures."""
+
+    max_attempts: int = Field(default=6, ge=1, le=100)
+    max_seconds: PositiveFloat = 300.0
+
+
+class PolicyConfig(_Strict):
+    """What this destination may do; every request is checked before it is sent."""
+
+    templates: list[str] | None = None
+    methods: list[Literal["POST", "PUT", "PATCH", "DELETE"]] | None = None
+    namespaces: list[str] | None = None
+    repositories: list[str] | None = None
+    organizations: list[str] | None = None
+    teams: list[str] | None = None
+    read_only: bool = False
+
+
+class DestinationConfig(_Strict):
+    """One destination: a connection, what to call, and how."""
+
+    connection: ConnectionConfig
+    template: str | None = None
+    manual: ManualConfig | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    exclude: list[str] = Field(default_factory=list)
+    key_field: str | None = None
+    headers: dict[str, str] | str | None = None
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    input: str | None = None
+    input_format: Literal["csv", "tsv", "jsonl", "parquet"] | None = None
+    responses: ResponsesConfig | None = None
+    vault: str | None = None
+    rejects: str | None = None
+    ledger: str | None = None
+    audit: str | None = None
+    concurrency: int = Field(default=16, ge=1, le=256)
+    rate_limit: PositiveFloat | None = Field(default=None, description="requests per second")
+    timeout: PositiveFloat = 30.0
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    allow_destructive: bool = False
+    policy: PolicyConfig | None = None
+
+    @model_validator(mode="after")
+    def _template_or_manual(self) -> DestinationConfig:
+        if (self.template is None) == (self.manual is None):
+            raise ValueError("give exactly one of template (an id from `sink templates`) or manual")
+        return self
+
+    @property
+    def extra_headers(self) -> dict[str, str]:
+        """The configured extra headers as a mapping."""
+        return parse_headers(self.headers)
+
+
+def load_config(path: str | os.PathLike[str]) -> tuple[DestinationConfig, Path]:
+    """Read and check a destination config; returns it with the folder its paths are relative to."""
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{file}: no such config file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: a destination config is a YAML mapping")
+    return parse_config(data, source=str(file)), file.resolve().parent
+
+
+def parse_config(data: dict[str, Any], *, source: str = "config") -> DestinationConfig:
+    """Validate a config mapping; every problem is named in plain words in one ConfigError."""
+    try:
+        return DestinationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: " + describe(exc)) from exc
+
+
+def describe(exc: ValidationError) -> str:
+    """Pydantic's errors as plain lines: ``where: what``."""
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "config"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key (check its spelling)")
+        elif error["type"] == "missing":
+            lines.append(f"{where}: required")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+def resolve_path(base: Path, value: str | None) -> Path | None:
+    """A config path made absolute against the config's folder; ``-`` and None pass through."""
+    if value is None:
+        return None
+    if value == "-":
+        return Path("-")
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else base / path

@@ -1,0 +1,165 @@
+"""Human-readable output of the CLI: template listings and details, preview summaries."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from sink import schema
+from sink.config import DEFAULT_BASE_URL
+from sink.errors import SinkError
+from sink.model import Record
+from sink.render import for_template
+from sink.templates import EndpointTemplate, Registry
+
+if TYPE_CHECKING:
+    from sink.pipeline import Destination, PreviewReport
+
+CREDENTIAL_NAMES = {"pat": "personal access token", "oat": "organization access token",
+                    "password": "password"}
+
+
+def _console(stderr: bool = False) -> Console:
+    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=True)
+
+
+def template_summary(template: EndpointTemplate) -> dict[str, Any]:
+    """The short form of a template, as in ``sink templates --json``."""
+    return {
+        "id": template.id,
+        "title": template.title,
+        "method": template.method,
+        "path": template.path,
+        "destructive": template.destructive,
+        "credentials": list(template.credentials),
+    }
+
+
+def field_table(template: EndpointTemplate) -> list[dict[str, Any]]:
+    """Every record and settings value the template reads, and whether it must be given."""
+    required = _required_body_fields(template)
+    in_path = set(template.params.values())
+    rows = []
+    sources = (("record", template.record_fields), ("settings", template.settings_fields))
+    for source, names in sources:
+        for name in names:
+            reference = f"{{{{ {source}.{name} }}}}"
+            needed = reference in in_path or any(
+                isinstance(template.body, dict) and template.body.get(key) == reference
+                for key in required
+            )
+            rows.append({"from": source, "name": name, "required": needed})
+    return rows
+
+
+def _required_body_fields(template: EndpointTemplate) -> list[str]:
+    try:
+        operation = schema.find_operation(template.operation)
+    except SinkError:
+        return []
+    body = operation.body_schema or {}
+    return list(body.get("required", []))
+
+
+def example_request(template: EndpointTemplate) -> bytes | None:
+    """The template's example record rendered as an HTTP message, or None if it cannot be."""
+    from sink.pipeline import format_http
+
+    try:
+        renderer = for_template(template, template.example_settings, DEFAULT_BASE_URL)
+        return format_http(renderer.render(Record(0, dict(template.example))))
+    except SinkError:
+        return None
+
+
+def template_info(template: EndpointTemplate) -> dict[str, Any]:
+    """Everything about one template, as in ``sink templates show ID --json``."""
+    info = template.model_dump(mode="json")
+    info["fields"] = field_table(template)
+    example = example_request(template)
+    info["example_request"] = example.decode() if example else None
+    return info
+
+
+def print_templates(registry: Registry) -> None:
+    """The registry as a table."""
+    table = Table(title=f"{len(registry)} Docker Hub endpoint templates", title_justify="left")
+    table.add_column("id", style="bold")
+    table.add_column("method")
+    table.add_column("path")
+    table.add_column("credentials")
+    table.add_column("")
+    for template in registry:
+        table.add_row(
+            template.id,
+            template.method,
+            template.path,
+            ", ".join(template.credentials),
+            "[red]destructive[/red]" if template.destructive else "",
+        )
+    console = _console()
+    console.print(table)
+    console.print("Details: sink templates show ID")
+
+
+def print_template(template: EndpointTemplate) -> None:
+    """One template in full."""
+    console = _console()
+    console.print(f"[bold]{template.id}[/bold]: {template.title}")
+    if template.description:
+        console.print(template.description.strip())
+    console.print(f"\nSpec operation: {template.operation}")
+    console.print(f"Request:        {template.method} {template.path}")
+    kinds = ", ".join(CREDENTIAL_NAMES[kind] for kind in template.credentials)
+    console.print(f"Credentials:    {kinds}")
+    console.print(f"Scope:          {template.scope}")
+    guard = "yes: a run needs --yes or allow_destructive" if template.destructive else "no"
+    console.print(f"Destructive:    {guard}")
+    if template.secrets:
+        console.print(f"Secrets:        {', '.join(template.secrets)} (written only to the vault)")
+    if template.exists is not None:
+        lookup = template.exists
+        how = f"{lookup.method} {lookup.path}"
+        if lookup.list:
+            how += f", item in {lookup.list!r} matching {', '.join(lookup.match)}"
+        console.print(f"Effect look-up: {how} ({lookup.effect} means done)")
+    table = Table(title="Fields", title_justify="left")
+    for column in ("from", "name", "required"):
+        table.add_column(column)
+    for row in field_table(template):
+        table.add_row(row["from"], row["name"], "yes" if row["required"] else "")
+    console.print(table)
+    for warning in template.warnings:
+        console.print(f"[yellow]Warning:[/yellow] {warning}")
+    example = example_request(template)
+    if example:
+        console.print("\nExample request:")
+        console.print(example.decode(), markup=False)
+
+
+def print_preview_report(
+    destination: Destination, report: PreviewReport, *, shown: int | None
+) -> None:
+    """The summary after a preview: invalid records, counts, destructive warning (stderr)."""
+    console = _console(stderr=True)
+    for rejected in report.rejected:
+        where = f"record {rejected.index + 1}"
+        console.print(f"[red]invalid[/red] {where}: {escape(rejected.error)}")
+    if report.rejected_count > len(report.rejected):
+        more = report.rejected_count - len(report.rejected)
+        console.print(f"... and {more} more invalid records")
+    printed = report.requests if shown is None else min(shown, report.requests)
+    console.print(
+        f"{report.records} records: {report.requests} requests ({printed} printed), "
+        f"{report.rejected_count} invalid. Nothing was sent."
+    )
+    if destination.destructive:
+        what = destination.template.title if destination.template else "DELETE requests"
+        console.print(
+            f"[bold red]Destructive:[/bold red] {report.requests} requests would run "
+            f"'{what}'. A run needs --yes or allow_destructive: true."
+        )

@@ -1,0 +1,362 @@
+"""Pure rendering: a template (or manual settings) bound to settings turns records into requests.
+
+Rendering happens in two steps so that one bad record never spoils a batch:
+
+1. :meth:`Renderer.item` renders one record: its path, headers and body part, checked against the
+   operation's request schema where the whole body is the record's own.
+2. :meth:`Renderer.request` turns one or more items into a :class:`~sink.model.Request`: one item
+   as it is; several inside a JSON property (``{**extra, property: [...]}``); or, for templates
+   that gather a list field themselves (bulk invites), the items merged on that field.
+
+Nothing here touches the network; the connection's base URL fixes scheme, host and port.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+import httpx
+import orjson
+
+from sink import schema
+from sink.errors import ConfigError, RenderError, ValidationError
+from sink.model import Record, Request
+from sink.templates import EndpointTemplate, Lookup
+from sink.values import (
+    ABSENT,
+    HeaderBuilder,
+    PathBuilder,
+    compile_value,
+    environment,
+    evaluate,
+)
+
+BodyMode = Literal["template", "record", "none"]
+JSON_HEADERS = (("Content-Type", "application/json"),)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One record rendered: where it goes and its part of the body."""
+
+    record: Record
+    path: str
+    headers: tuple[tuple[str, str], ...]
+    body: Any
+    group: Hashable = None
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How records share requests: one each, inside a JSON property, or built by user code."""
+
+    mode: Literal["per_record", "json_property", "code"] = "per_record"
+    size: int = 1
+    property: str | None = None
+    extra: Mapping[str, Any] | None = None
+    function: str | None = None
+
+
+class ManualPath:
+    """A manual URL template: every ``{{ ... }}`` output is percent-encoded as one unit."""
+
+    def __init__(self, url: str, settings: Mapping[str, Any], base: httpx.URL) -> None:
+        literal = url.split("{", 1)[0]
+        if url.startswith(("http://", "https://")):
+            prefix = httpx.URL(literal)
+            if (prefix.scheme, prefix.host, prefix.port) != (base.scheme, base.host, base.port):
+                raise ConfigError(
+                    f"manual url {url!r} is not on the connection's host {base.host}; "
+                    "the host is fixed by the connection"
+                )
+            if not prefix.raw_path.startswith(b"/") or "{" in f"{prefix.scheme}://{prefix.host}":
+                raise ConfigError(f"manual url {url!r} must name its host literally")
+        elif not url.startswith("/"):
+            raise ConfigError(f"manual url {url!r} must start with / or https://{base.host}/")
+        self._settings = dict(settings)
+        self._template = environment(url_safe=True).from_string(url)
+        self._constant = None if "{" in url else url
+
+    def __call__(self, record: Mapping[str, Any]) -> str:
+        """The encoded path (or same-host URL) for this record."""
+        if self._constant is not None:
+            return self._constant
+        try:
+            return self._template.render(record=record, settings=self._settings)
+        except RenderError:
+            raise
+        except Exception as exc:
+            raise RenderError(f"manual url failed: {exc}") from exc
+
+
+class Renderer:
+    """Builds the requests of one destination (see :func:`for_template`, :func:`for_manual`)."""
+
+    def __init__(
+        self,
+        *,
+        template_id: str,
+        method: str,
+        base_url: str,
+        path: Callable[[Mapping[str, Any]], str],
+        headers: HeaderBuilder,
+        body: tuple[bool, Any] | None,
+        body_mode: BodyMode,
+        operation: str | None,
+        validate: bool,
+        batching: Batching,
+        merge_property: str | None = None,
+        lookup: tuple[Lookup, PathBuilder] | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.template_id = template_id
+        self.method = method
+        self.base = httpx.URL(base_url.rstrip("/") + "/")
+        self._origin = base_url.rstrip("/")
+        self._path = path
+        self._headers = headers
+        self._body = body
+        self._body_mode = body_mode
+        self._operation = operation
+        self._validate = validate
+        self.batching = batching
+        self._merge = merge_property
+        self._lookup = lookup
+        self._settings = dict(settings or {})
+        self._code: Callable[..., Any] | None = None
+        if batching.mode == "code":
+            self._code = load_function(batching.function or "")
+        self._checker = self._checker_for(operation) if validate and operation else None
+
+    @staticmethod
+    def _checker_for(operation: str) -> Callable[[Any], Any] | None:
+        op = schema.find_operation(operation)
+        return schema.compile_body(op) if op.body_schema is not None else None
+
+    @property
+    def batched(self) -> bool:
+        """Whether several records share one request."""
+        return self.batching.mode != "per_record"
+
+    def item(self, record: Record) -> Item:
+        """Render one record; raises :class:`RejectRecord` with its index if it cannot."""
+        try:
+            return self._item(record)
+        except (RenderError, ValidationError) as exc:
+            if exc.index is None:
+                exc.index = record.index
+            raise
+
+    def _item(self, record: Record) -> Item:
+        data = record.data
+        path = self._path(data)
+        headers = self._headers(data)
+        if self._body_mode == "record":
+            body: Any = data
+        elif self._body is None:
+            body = None
+        else:
+            body = evaluate(self._body, data)
+        mode = self.batching.mode
+        if mode == "per_record" or self._merge is not None:
+            body = self._check(body, path)
+        group: Hashable = None
+        if self._merge is not None and isinstance(body, dict):
+            rest = {k: v for k, v in body.items() if k != self._merge}
+            group = (path, headers, orjson.dumps(rest, option=orjson.OPT_SORT_KEYS))
+        elif mode != "per_record":
+            group = (path, headers)
+        return Item(record, path, headers, body, group)
+
+    def _check(self, body: Any, path: str) -> Any:
+        checker = self._checker
+        if checker is None and self._validate and self._operation is None:
+            checker = _checker_for_path(self.method, path.split("?", 1)[0])
+        if checker is None or body is None:
+            return body
+        return checker(body)
+
+    def request(self, items: Sequence[Item]) -> Request:
+        """One request carrying these items (all of the same group)."""
+        first = items[0]
+        if len(items) == 1 and self.batching.mode == "per_record":
+            body = first.body
+        elif self._code is not None:
+            body = self._call_code([item.record.data for item in items])
+            body = self._check(body, first.path)
+        elif self._merge is not None:
+            body = dict(first.body)
+            body[self._merge] = [value for item in items for value in item.body[self._merge]]
+            body = self._check(body, first.path)
+        else:
+            extra = dict(self.batching.extra or {})
+            extra[self.batching.property or "records"] = [item.body for item in items]
+            body = self._check(extra, first.path)
+        return self._request(first.path, first.headers, body, items)
+
+    def _call_code(self, records: list[dict[str, Any]]) -> Any:
+        assert self._code is not None
+        try:
+            return self._code(records, dict(self._settings))
+        except Exception as exc:
+            raise RenderError(f"batch function {self.batching.function} failed: {exc!r}") from exc
+
+    def _request(
+        self, path: str, headers: tuple[tuple[str, str], ...], body: Any, items: Sequence[Item]
+    ) -> Request:
+        url = self._absolute(path)
+        payload = None if body is None else orjson.dumps(body)
+        return Request(
+            method=self.method,
+            url=url,
+            headers=(JSON_HEADERS + headers) if payload is not None else headers,
+            body=payload,
+            keys=tuple(item.record.key for item in items),
+            template=self.template_id,
+            indexes=tuple(item.record.index for item in items),
+        )
+
+    def _absolute(self, path: str) -> str:
+        if path.startswith("/"):
+            return self._origin + path
+        url = httpx.URL(path)
+        if (url.scheme, url.host, url.port) != (self.base.scheme, self.base.host, self.base.port):
+            raise RenderError(f"url {path!r} would leave the connection's host; refused")
+        return path
+
+    def render(self, record: Record) -> Request:
+        """One record, one request (per-record mode)."""
+        return self.request([self.item(record)])
+
+    def lookup(self, record: Record) -> tuple[Lookup, Request] | None:
+        """The effect look-up request for this record, or ``None`` if the template has none."""
+        if self._lookup is None:
+            return None
+        spec, path = self._lookup
+        data = record.data
+        url = self._absolute(path(data))
+        return spec, Request(spec.method, url, (), None, (record.key,), self.template_id)
+
+    def lookup_match(self, spec: Lookup, record: Record) -> dict[str, Any]:
+        """The rendered ``match`` values of a list look-up for this record."""
+        out = {}
+        for name, template in spec.match.items():
+            value = evaluate(compile_value(template, self._settings), record.data)
+            if value is not ABSENT:
+                out[name] = value
+        return out
+
+
+@lru_cache(maxsize=1024)
+def _checker_for_path(method: str, path: str) -> Callable[[Any], Any] | None:
+    op = schema.match_operation(method, path)
+    if op is None or op.body_schema is None:
+        return None
+    return schema.compile_body(op)
+
+
+def load_function(spec: str) -> Callable[..., Any]:
+    """Import ``module:function`` for code batching."""
+    module_name, sep, name = spec.partition(":")
+    if not sep or not module_name or not name:
+        raise ConfigError(f"batching function {spec!r} must look like module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        problem = f"batching function {spec!r}: cannot import {module_name}: {exc}"
+        raise ConfigError(problem) from exc
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ConfigError(f"batching function {spec!r}: {module_name} has no function {name}")
+    return function  # type: ignore[no-any-return]
+
+
+def for_template(
+    template: EndpointTemplate,
+    settings: Mapping[str, Any],
+    base_url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    batching: Batching | None = None,
+    validate: bool = True,
+) -> Renderer:
+    """A renderer for one of the registry's templates."""
+    batching = batching or Batching()
+    owner = f"template {template.id}"
+    path = PathBuilder(template.path, template.params, template.query, settings, owner=owner)
+    merge = None
+    if batching.mode == "json_property" and template.batch is not None:
+        if batching.property not in (None, template.batch.property):
+            raise ConfigError(
+                f"{owner} batches records in {template.batch.property!r}, "
+                f"not {batching.property!r}"
+            )
+        merge = template.batch.property
+    lookup = None
+    if template.exists is not None:
+        spec = template.exists
+        lookup = (spec, PathBuilder(spec.path, spec.params, spec.query, settings, owner=owner))
+    return Renderer(
+        template_id=template.id,
+        method=template.method,
+        base_url=base_url,
+        path=path,
+        headers=HeaderBuilder({**template.headers, **(headers or {})}, settings),
+        body=None if template.body is None else compile_value(template.body, settings),
+        body_mode="none" if template.body is None else "template",
+        operation=template.operation,
+        validate=validate,
+        batching=batching,
+        merge_property=merge,
+        lookup=lookup,
+        settings=settings,
+    )
+
+
+def for_manual(
+    *,
+    method: str,
+    url: str,
+    settings: Mapping[str, Any],
+    base_url: str,
+    headers: Mapping[str, str] | None = None,
+    body: Any = None,
+    body_is_record: bool = False,
+    batching: Batching | None = None,
+    validate: bool = True,
+) -> Renderer:
+    """A renderer for manual mode: method, URL, headers and a body template or the record itself.
+
+    A body given as JSON text is parsed once into a structure, so record values are inserted as
+    data and can never break the JSON. The request body is checked against the spec operation its
+    method and path match, when there is one.
+    """
+    method = method.upper()
+    if method not in ("POST", "PUT", "PATCH", "DELETE"):
+        raise ConfigError(f"manual method must be POST, PUT, PATCH or DELETE, not {method!r}")
+    if isinstance(body, str):
+        try:
+            body = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"manual body is not valid JSON: {exc}") from exc
+    mode: BodyMode = "record" if body_is_record else ("none" if body is None else "template")
+    if body_is_record and body is not None:
+        raise ConfigError("manual mode takes either a body template or body_is_record, not both")
+    base = httpx.URL(base_url.rstrip("/") + "/")
+    return Renderer(
+        template_id="manual",
+        method=method,
+        base_url=base_url,
+        path=ManualPath(url, settings, base),
+        headers=HeaderBuilder(headers or {}, settings),
+        body=None if body is None else compile_value(body, settings),
+        body_mode=mode,
+        operation=None,
+        validate=validate,
+        batching=batching or Batching(),
+        settings=settings,
+    )
