@@ -18,7 +18,7 @@ from sink import __version__
 from sink.errors import SinkError, StopRun
 
 if TYPE_CHECKING:
-    from sink.pipeline import Destination
+    from sink.destination import Destination
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -90,7 +90,74 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preview.add_argument("--base-url", help=argparse.SUPPRESS)
     preview.set_defaults(handler=cmd_preview)
+
+    run = commands.add_parser(
+        "run",
+        help="send every record to Docker Hub",
+        description=(
+            "Send every record of the input as the destination config says: authenticated, "
+            "paced to Hub's rate limits, retried where that is safe. Responses go to the "
+            "responses stream, created secrets to the vault (mode 0600), refused records to "
+            "the rejects file (replayable with --input). Ctrl-C stops taking records, lets "
+            "requests in flight finish and flushes every output. Exit codes: 0 all ok, "
+            "1 some rejected or failed, 2 stopped, 130/143 interrupted."
+        ),
+    )
+    run.add_argument("config", help="destination config (YAML)")
+    _input_arguments(run)
+    run.add_argument("--dry-run", action="store_true", help="preview instead of sending")
+    run.add_argument("--yes", action="store_true", help="confirm a destructive template")
+    _connection_arguments(run)
+    run.set_defaults(handler=cmd_run)
+
+    test = commands.add_parser(
+        "test",
+        help="send one record (or a hand-edited body) and show request and response",
+        description=(
+            "Render one record of the input (or send --body as it is), send it, and print the "
+            "request (Authorization redacted) and Docker Hub's response (secrets redacted; a "
+            "created token's secret goes to the vault)."
+        ),
+    )
+    test.add_argument("config", help="destination config (YAML)")
+    _input_arguments(test)
+    test.add_argument("--record", type=int, default=1, metavar="N", help="1-based record (1)")
+    test.add_argument("--body", help="send this JSON body instead of rendering a record")
+    test.add_argument("--yes", action="store_true", help="confirm a destructive template")
+    _connection_arguments(test)
+    test.set_defaults(handler=cmd_test)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check a destination config and name each problem",
+        description="Check a destination config: keys, template, settings, input and secret.",
+    )
+    validate.add_argument("config", help="destination config (YAML)")
+    validate.set_defaults(handler=cmd_validate)
+
+    hubsim = commands.add_parser(
+        "hubsim",
+        help="run the local Docker Hub simulator",
+        description=(
+            "Serve a Docker Hub stand-in on loopback (state in memory) to rehearse a flow "
+            "before running it for real. Prints the URL it listens on."
+        ),
+    )
+    hubsim.add_argument("--host", default="127.0.0.1")
+    hubsim.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
+    hubsim.add_argument("--seed", help="seed state (YAML or JSON; default: the sample seed)")
+    hubsim.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
+    hubsim.add_argument("--faults", help="fault injection, JSON text or a file")
+    hubsim.add_argument("--jwt-ttl", type=float, default=600.0, help="JWT lifetime in seconds")
+    hubsim.set_defaults(handler=cmd_hubsim)
     return parser
+
+
+def _connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-url",
+        help="send to this Docker Hub (e.g. a `sink hubsim` URL) instead of the config's",
+    )
 
 
 def _input_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,13 +192,15 @@ def cmd_templates(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     """``sink preview CONFIG``."""
-    from sink import describe, pipeline
+    from sink import describe
+    from sink.destination import open_destination
+    from sink.preview import preview
 
-    destination = pipeline.open_destination(args.config, base_url=args.base_url)
+    destination = open_destination(args.config, base_url=args.base_url)
     source = _input_of(args, destination)
     limit = None if args.all else max(args.n, 0)
     out = sys.stdout.buffer
-    report = pipeline.preview(
+    report = preview(
         destination,
         source,
         input_format=args.input_format,
@@ -144,9 +213,93 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if report.rejected_count else EXIT_OK
 
 
-def _input_of(args: argparse.Namespace, destination: Destination) -> str | Path | None:
+def cmd_run(args: argparse.Namespace) -> int:
+    """``sink run CONFIG``."""
+    if args.dry_run:
+        args.n, args.all, args.format = 5, False, "json"
+        return cmd_preview(args)
+    from sink import describe
+    from sink.credentials import resolve
+    from sink.destination import open_destination
+    from sink.pipeline import RunOptions, guard_destructive, run
+    from sink.progress import Progress
+
+    destination = open_destination(args.config, base_url=args.base_url)
+    guard_destructive(destination, args.yes)
+    source = _input_of(args, destination)
+    credentials = resolve(destination.config.connection, destination.folder, base_url=args.base_url)
+    with Progress(f"sink run {destination.template_id}") as progress:
+        options = RunOptions(source, args.input_format, yes=args.yes, progress=progress)
+        summary = run(destination, credentials, options)
+    describe.print_run_summary(destination, summary)
+    if summary.interrupted is not None:
+        return 128 + summary.interrupted
+    if summary.stopped is not None:
+        return EXIT_STOPPED
+    counts = summary.counts
+    return EXIT_REJECTED if counts.rejected or counts.failed or counts.skipped else EXIT_OK
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """``sink test CONFIG``."""
+    import asyncio
+
+    from sink import describe
+    from sink.credentials import resolve
+    from sink.destination import open_destination
+    from sink.pipeline import guard_destructive, pick_record, send_one_async, test_request
+
+    destination = open_destination(args.config, base_url=args.base_url)
+    guard_destructive(destination, args.yes)
+    has_input = args.input is not None or destination.config.input is not None
+    if has_input or args.body is None:
+        source = _input_of(args, destination)
+        record = pick_record(destination, source, args.input_format, args.record)
+    else:
+        record = None
+    request, records = test_request(destination, record, args.body)
+    credentials = resolve(destination.config.connection, destination.folder, base_url=args.base_url)
+    result = asyncio.run(send_one_async(destination, credentials, request, records))
+    describe.print_test_result(result)
+    return EXIT_OK if result.outcome.status.value == "ok" else EXIT_REJECTED
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """``sink validate CONFIG``."""
+    from sink.destination import open_destination
+    from sink.validate import check
+
+    destination = open_destination(args.config)
+    found, warnings = check(destination)
+    for problem in found:
+        print(f"problem: {problem}", file=sys.stderr)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if found:
+        return EXIT_STOPPED
+    template = destination.template_id
+    print(f"{args.config}: ok ({template}, {destination.config.connection.base_url})")
+    return EXIT_OK
+
+
+def cmd_hubsim(args: argparse.Namespace) -> int:
+    """``sink hubsim``."""
+    from sink.hubsim import serve
+
+    serve(
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        latency_ms=args.latency_ms,
+        faults=args.faults,
+        jwt_ttl=args.jwt_ttl,
+    )
+    return EXIT_OK
+
+
+def _input_of(args: argparse.Namespace, destination: Destination) -> str | Path:
     if args.input:
-        return None if args.input == "-" else Path(args.input)
+        return "-" if args.input == "-" else Path(args.input)
     configured = destination.path(destination.config.input)
     if configured is None:
         raise StopRun("no input: give --input FILE (or - for stdin), or input: in the config")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -17,14 +18,18 @@ from sink.render import for_template
 from sink.templates import EndpointTemplate, Registry
 
 if TYPE_CHECKING:
-    from sink.pipeline import Destination, PreviewReport
+    from sink.destination import Destination
+    from sink.pipeline import RunSummary, TestResult
+    from sink.preview import PreviewReport
 
 CREDENTIAL_NAMES = {"pat": "personal access token", "oat": "organization access token",
                     "password": "password"}
 
 
 def _console(stderr: bool = False) -> Console:
-    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 160  # piped output: do not squeeze tables to 80 columns
+    return Console(file=stream, highlight=False, soft_wrap=True, width=width)
 
 
 def template_summary(template: EndpointTemplate) -> dict[str, Any]:
@@ -67,7 +72,7 @@ def _required_body_fields(template: EndpointTemplate) -> list[str]:
 
 def example_request(template: EndpointTemplate) -> bytes | None:
     """The template's example record rendered as an HTTP message, or None if it cannot be."""
-    from sink.pipeline import format_http
+    from sink.preview import format_http
 
     try:
         renderer = for_template(template, template.example_settings, DEFAULT_BASE_URL)
@@ -163,3 +168,67 @@ def print_preview_report(
             f"[bold red]Destructive:[/bold red] {report.requests} requests would run "
             f"'{what}'. A run needs --yes or allow_destructive: true."
         )
+
+
+def print_run_summary(destination: Destination, summary: RunSummary) -> None:
+    """The table at the end of a run, with where every output is (stderr)."""
+    console = _console(stderr=True)
+    counts = summary.counts
+    stats = summary.stats
+    table = Table(title=f"sink run {destination.template_id}", title_justify="left")
+    table.add_column("")
+    table.add_column("", justify="right")
+    rate = counts.requests / summary.seconds if summary.seconds > 0 else 0.0
+    rows = [
+        ("records", counts.records),
+        ("ok", counts.ok),
+        ("rejected", counts.rejected),
+        ("failed", counts.failed),
+        ("not sent (stopped)", counts.skipped),
+        ("requests", counts.requests),
+        ("already there (looked up)", counts.already_existed + counts.recovered),
+    ]
+    if stats is not None:
+        rows += [("retries", stats.retries), ("429 answers", stats.rate_limited)]
+    for name, value in rows:
+        table.add_row(name, f"{value:,}")
+    table.add_row("seconds", f"{summary.seconds:,.1f}")
+    table.add_row("requests/s", f"{rate:,.1f}")
+    console.print(table)
+    console.print(f"Responses: {summary.responses}")
+    if counts.rejected or counts.failed:
+        console.print(
+            f"Rejects:   {summary.rejects} (fix them and replay with --input {summary.rejects})"
+        )
+    if summary.vault is not None:
+        console.print(f"Vault:     {summary.vault} ({counts.secrets} secrets, mode 0600)")
+    for key in counts.secrets_lost:
+        console.print(
+            f"[bold red]Secret lost:[/bold red] record {escape(key)}: the token was created but "
+            "the answer carrying its secret never arrived. Revoke it and create it again."
+        )
+    if summary.stopped:
+        console.print(f"[bold red]Stopped:[/bold red] {escape(summary.stopped)}")
+    if summary.interrupted:
+        console.print(
+            "[yellow]Interrupted:[/yellow] intake stopped, requests in flight finished, "
+            "outputs flushed."
+        )
+
+
+def print_test_result(result: TestResult) -> None:
+    """The request sent (redacted) and the response (secrets redacted)."""
+    from sink.preview import format_http
+
+    console = _console()
+    console.print("Request:", style="bold")
+    console.print(format_http(result.request).decode().rstrip(), markup=False)
+    outcome = result.outcome
+    console.print(f"\nResponse: {outcome.http_status} ({outcome.status.value})", style="bold")
+    if outcome.body is not None:
+        text = orjson.dumps(outcome.body, option=orjson.OPT_INDENT_2).decode()
+        console.print(text, markup=False)
+    if outcome.error:
+        console.print(f"Error: {outcome.error}", markup=False)
+    if result.vault is not None:
+        console.print(f"The created secret was written to the vault: {result.vault}")

@@ -18,9 +18,12 @@ class Record:
     key: str = ""
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Request:
     """An HTTP request ready to send. Building one never touches the network.
+
+    Treat it as immutable (it is not frozen only because a frozen dataclass costs five times as
+    much to create, and a run creates one per record).
 
     ``url`` is absolute (the connection's base URL joined with the rendered path);
     ``headers`` never hold credentials: authentication is added by the dispatcher.
@@ -33,6 +36,8 @@ class Request:
     keys: tuple[str, ...]
     template: str
     indexes: tuple[int, ...] = ()
+    parts: tuple[Any, ...] = ()
+    """For a batch merged on a list field (bulk invites): each record's items, aligned with keys."""
 
 
 class Status(enum.StrEnum):

@@ -39,7 +39,7 @@ BodyMode = Literal["template", "record", "none"]
 JSON_HEADERS = (("Content-Type", "application/json"),)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Item:
     """One record rendered: where it goes and its part of the body."""
 
@@ -119,8 +119,7 @@ class Renderer:
         self._origin = base_url.rstrip("/")
         self._path = path
         self._headers = headers
-        self._body = body
-        self._body_mode = body_mode
+        self._raw_body = _body_function(body_mode, body)
         self._operation = operation
         self._validate = validate
         self.batching = batching
@@ -155,12 +154,7 @@ class Renderer:
         data = record.data
         path = self._path(data)
         headers = self._headers(data)
-        if self._body_mode == "record":
-            body: Any = data
-        elif self._body is None:
-            body = None
-        else:
-            body = evaluate(self._body, data)
+        body = self._raw_body(data)
         mode = self.batching.mode
         if mode == "per_record" or self._merge is not None:
             body = self._check(body, path)
@@ -189,14 +183,18 @@ class Renderer:
             body = self._call_code([item.record.data for item in items])
             body = self._check(body, first.path)
         elif self._merge is not None:
+            parts = tuple(tuple(item.body[self._merge]) for item in items)
             body = dict(first.body)
-            body[self._merge] = [value for item in items for value in item.body[self._merge]]
+            body[self._merge] = [value for part in parts for value in part]
             body = self._check(body, first.path)
+            request = self._request(first.path, first.headers, body, keys(items), indexes(items))
+            request.parts = parts
+            return request
         else:
             extra = dict(self.batching.extra or {})
             extra[self.batching.property or "records"] = [item.body for item in items]
             body = self._check(extra, first.path)
-        return self._request(first.path, first.headers, body, items)
+        return self._request(first.path, first.headers, body, keys(items), indexes(items))
 
     def _call_code(self, records: list[dict[str, Any]]) -> Any:
         assert self._code is not None
@@ -206,18 +204,19 @@ class Renderer:
             raise RenderError(f"batch function {self.batching.function} failed: {exc!r}") from exc
 
     def _request(
-        self, path: str, headers: tuple[tuple[str, str], ...], body: Any, items: Sequence[Item]
+        self,
+        path: str,
+        headers: tuple[tuple[str, str], ...],
+        body: Any,
+        keys: tuple[str, ...],
+        indexes: tuple[int, ...],
     ) -> Request:
-        url = self._absolute(path)
-        payload = None if body is None else orjson.dumps(body)
+        url = self._origin + path if path[:1] == "/" else self._absolute(path)
+        if body is None:
+            return Request(self.method, url, headers, None, keys, self.template_id, indexes)
         return Request(
-            method=self.method,
-            url=url,
-            headers=(JSON_HEADERS + headers) if payload is not None else headers,
-            body=payload,
-            keys=tuple(item.record.key for item in items),
-            template=self.template_id,
-            indexes=tuple(item.record.index for item in items),
+            self.method, url, JSON_HEADERS + headers, orjson.dumps(body), keys,
+            self.template_id, indexes,
         )
 
     def _absolute(self, path: str) -> str:
@@ -229,17 +228,35 @@ class Renderer:
         return path
 
     def render(self, record: Record) -> Request:
-        """One record, one request (per-record mode)."""
-        return self.request([self.item(record)])
+        """One record, one request (per-record mode); the hot path of a run, kept lean."""
+        data = record.data
+        try:
+            path = self._path(data)
+            body = self._raw_body(data)
+            checker = self._checker
+            body = checker(body) if checker is not None else self._check(body, path)
+            headers = self._headers(data)
+        except (RenderError, ValidationError) as exc:
+            if exc.index is None:
+                exc.index = record.index
+            raise
+        return self._request(path, headers, body, (record.key,), (record.index,))
+
+    def with_body(self, record: Record, body: Any) -> Request:
+        """A request for ``record`` with a body given as it is (checked against the spec)."""
+        data = record.data
+        path = self._path(data)
+        checked = self._checker(body) if self._checker is not None else self._check(body, path)
+        return self._request(path, self._headers(data), checked, (record.key,), (record.index,))
 
     def lookup(self, record: Record) -> tuple[Lookup, Request] | None:
         """The effect look-up request for this record, or ``None`` if the template has none."""
         if self._lookup is None:
             return None
         spec, path = self._lookup
-        data = record.data
-        url = self._absolute(path(data))
-        return spec, Request(spec.method, url, (), None, (record.key,), self.template_id)
+        url = self._absolute(path(record.data))
+        keys, indexes = (record.key,), (record.index,)
+        return spec, Request(spec.method, url, (), None, keys, self.template_id, indexes)
 
     def lookup_match(self, spec: Lookup, record: Record) -> dict[str, Any]:
         """The rendered ``match`` values of a list look-up for this record."""
@@ -249,6 +266,36 @@ class Renderer:
             if value is not ABSENT:
                 out[name] = value
         return out
+
+
+def keys(items: Sequence[Item]) -> tuple[str, ...]:
+    """The record keys of some items."""
+    return tuple(item.record.key for item in items)
+
+
+def indexes(items: Sequence[Item]) -> tuple[int, ...]:
+    """The input positions of some items."""
+    return tuple(item.record.index for item in items)
+
+
+def _body_function(mode: BodyMode, body: tuple[bool, Any] | None) -> Callable[[Any], Any]:
+    """The record's data → the body before checking, chosen once rather than per record."""
+    if mode == "record":
+        return _same
+    if body is None:
+        return _nothing
+    const, value = body
+    if const:
+        return lambda _data: value
+    return value  # type: ignore[no-any-return]
+
+
+def _same(data: Any) -> Any:
+    return data
+
+
+def _nothing(_data: Any) -> None:
+    return None
 
 
 @lru_cache(maxsize=1024)

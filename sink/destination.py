@@ -1,0 +1,104 @@
+"""A destination: a config bound to its template (or manual settings) and renderer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sink import render as rendering
+from sink.config import DestinationConfig, load_config, resolve_path
+from sink.errors import ConfigError
+from sink.templates import EndpointTemplate, load_registry
+from sink.values import parse_headers
+
+
+@dataclass
+class Destination:
+    """A destination config bound to its template and renderer, ready to preview or run."""
+
+    config: DestinationConfig
+    folder: Path
+    template: EndpointTemplate | None
+    renderer: rendering.Renderer
+    name: str = "destination"
+    """The config file's stem: default output files are named after it."""
+
+    @property
+    def template_id(self) -> str:
+        """The template id, or ``manual``."""
+        return self.renderer.template_id
+
+    @property
+    def destructive(self) -> bool:
+        """Whether sending deletes or removes something."""
+        if self.template is not None:
+            return self.template.destructive
+        return self.renderer.method == "DELETE"
+
+    @property
+    def secret_fields(self) -> tuple[str, ...]:
+        """Response fields that go only to the vault."""
+        return tuple(self.template.secrets) if self.template is not None else ()
+
+    def path(self, value: str | None) -> Path | None:
+        """A path from the config, relative to the config's folder."""
+        return resolve_path(self.folder, value)
+
+
+def open_destination(
+    config_path: str | Path, *, base_url: str | None = None, validate: bool = True
+) -> Destination:
+    """Load a destination config and bind its template (or manual settings)."""
+    config, folder = load_config(config_path)
+    destination = bind(config, folder, base_url=base_url, validate=validate)
+    destination.name = Path(config_path).stem
+    return destination
+
+
+def bind(
+    config: DestinationConfig,
+    folder: Path,
+    *,
+    base_url: str | None = None,
+    validate: bool = True,
+) -> Destination:
+    """Bind a parsed config: look its template up and compile the renderer."""
+    base = base_url or config.connection.base_url
+    batching = config.batching.to_batching()
+    template = None
+    if config.template is not None:
+        template = load_registry().get(config.template)
+        missing = [name for name in template.path_settings if name not in config.settings]
+        if missing:
+            raise ConfigError(
+                f"template {template.id} needs settings: {', '.join(missing)} "
+                f"(for example settings: {{{', '.join(f'{m}: ...' for m in missing)}}})"
+            )
+        if batching.mode == "json_property" and template.batch is None:
+            raise ConfigError(
+                f"template {template.id} sends one record per request; json_property batching "
+                "needs a template with a batch field (bulk-invite) or manual mode"
+            )
+        renderer = rendering.for_template(
+            template,
+            config.settings,
+            base,
+            headers=config.extra_headers,
+            batching=batching,
+            validate=validate,
+        )
+    else:
+        manual = config.manual
+        assert manual is not None
+        renderer = rendering.for_manual(
+            method=manual.method,
+            url=manual.url,
+            settings=config.settings,
+            base_url=base,
+            headers={**parse_headers(manual.headers), **config.extra_headers},
+            body=manual.body,
+            body_is_record=manual.body_is_record,
+            batching=batching,
+            validate=validate,
+        )
+    return Destination(config, folder, template, renderer)
