@@ -215,8 +215,8 @@ class Renderer:
         if body is None:
             return Request(self.method, url, headers, None, keys, self.template_id, indexes)
         return Request(
-            self.method, url, JSON_HEADERS + headers, orjson.dumps(body), keys,
-            self.template_id, indexes,
+            self.method, url, JSON_HEADERS + headers, orjson.dumps(body, default=_json_default),
+            keys, self.template_id, indexes,
         )
 
     def _absolute(self, path: str) -> str:
@@ -266,6 +266,11 @@ class Renderer:
             if value is not ABSENT:
                 out[name] = value
         return out
+
+
+def _json_default(value: Any) -> Any:
+    """Types orjson does not know (Parquet decimals, for one) are sent as their text."""
+    return str(value)
 
 
 def keys(items: Sequence[Item]) -> tuple[str, ...]:
