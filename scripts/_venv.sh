@@ -6,7 +6,8 @@ PY="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-STAMP=".venv/.sink-installed$([ $# -gt 0 ] && printf -- '-%s' "$@")"
+STAMP=".venv/.sink-installed"
+for extra in "$@"; do STAMP="$STAMP-$extra"; done
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
   if [ $# -gt 0 ]; then
