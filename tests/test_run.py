@@ -1,0 +1,280 @@
+"""Sending, end to end, through the simulator as a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from sink.credentials import Credentials
+from sink.destination import open_destination
+from sink.errors import NeedsOrgToken
+from sink.hubsim import Simulator
+from sink.pipeline import RunOptions, RunSummary, run_async
+
+OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"  # the seed's fake acme token
+ALICE_PASSWORD = "correct-horse-battery"
+ALICE_PAT = "dckr_pat_FvTMFWrwCWop3eZI7ZJnPH49XBd"
+
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[Simulator]:
+    with Simulator() as simulator:
+        yield simulator
+
+
+@pytest.fixture(autouse=True)
+def fresh(hub: Simulator) -> None:
+    hub.reset()
+
+
+def write_config(folder: Path, config: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
+    (folder / "records.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    config = {"input": "records.jsonl", **config}
+    path = folder / "dest.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run(
+    hub: Simulator,
+    folder: Path,
+    config: dict[str, Any],
+    rows: list[dict[str, Any]],
+    *,
+    identifier: str = "acme",
+    secret: str = OAT,
+) -> RunSummary:
+    base = {"connection": {"identifier": identifier, "secret_env": "SINK_TEST_SECRET"}}
+    path = write_config(folder, {**base, **config}, rows)
+    destination = open_destination(path, base_url=hub.url)
+    kind = "oat" if secret.startswith("dckr_oat_") else (
+        "pat" if secret.startswith("dckr_pat_") else "password"
+    )
+    credentials = Credentials(hub.url, identifier, secret, kind)  # type: ignore[arg-type]
+    options = RunOptions(folder / "records.jsonl", yes=True)
+    return asyncio.run(run_async(destination, credentials, options))
+
+
+def repositories(hub: Simulator, namespace: str = "acme") -> list[str]:
+    return [r["name"] for r in hub.state()["repositories"] if r["namespace"] == namespace]
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+REPO_CONFIG = {"template": "create-repository", "settings": {"namespace": "acme"},
+               "key_field": "name"}
+
+
+def repo_rows(count: int, prefix: str = "svc") -> list[dict[str, Any]]:
+    return [{"name": f"{prefix}-{i:04d}", "description": f"service {i}"} for i in range(count)]
+
+
+def test_creates_each_repository_once_and_a_second_run_finds_them(
+    hub: Simulator, tmp_path: Path
+) -> None:
+    rows = repo_rows(25)
+    first = run(hub, tmp_path, REPO_CONFIG, rows)
+    assert (first.counts.ok, first.counts.rejected, first.counts.failed) == (25, 0, 0)
+    second = run(hub, tmp_path, REPO_CONFIG, rows)
+    assert second.counts.ok == 25
+    assert second.counts.already_existed == 25
+    names = repositories(hub)
+    assert sorted(n for n in names if n.startswith("svc-")) == [r["name"] for r in rows]
+    responses = lines(tmp_path / "out" / "dest-responses.jsonl")
+    assert len(responses) == 50
+    assert {r["http_status"] for r in responses[:25]} == {201}
+
+
+def test_invalid_records_are_rejected_replayable_and_never_sent(
+    hub: Simulator, tmp_path: Path
+) -> None:
+    rows = [{"name": "good-one"}, {"name": "Bad_Name"}, {"name": "x"}]
+    summary = run(hub, tmp_path, REPO_CONFIG, rows)
+    assert (summary.counts.ok, summary.counts.rejected) == (1, 2)
+    rejects = lines(summary.rejects)
+    assert [r["name"] for r in rejects] == ["Bad_Name", "x"]
+    assert all(r["_sink_error"] and r["_sink_index"] in (1, 2) for r in rejects)
+    posts = [r for r in hub.requests() if r["method"] == "POST" and "repositories" in r["path"]]
+    assert len(posts) == 1
+    # The rejects file is an input: fixed and replayed, the _sink_ attributes are left out.
+    fixed = tmp_path / "fixed.jsonl"
+    fixed.write_bytes(b"".join(
+        orjson.dumps({**r, "name": r["name"].lower().replace("_", "-") + "-fixed"}) + b"\n"
+        for r in rejects
+    ))
+    path = tmp_path / "dest.yaml"
+    destination = open_destination(path, base_url=hub.url)
+    credentials = Credentials(hub.url, "acme", OAT, "oat")
+    replay = asyncio.run(run_async(destination, credentials, RunOptions(fixed, yes=True)))
+    assert replay.counts.ok == 2
+    assert {"bad-name-fixed", "x-fixed"} <= set(repositories(hub))
+
+
+def test_jwt_expiry_is_crossed_mid_run(tmp_path: Path) -> None:
+    with Simulator(jwt_ttl=1) as short:
+        config = {**REPO_CONFIG, "rate_limit": 20}
+        summary = run(short, tmp_path, config, repo_rows(50))
+        exchanges = [r for r in short.requests() if r["path"] == "/v2/auth/token"]
+        unauthorized = [r for r in short.requests() if r["status"] == 401]
+    assert summary.counts.ok == 50
+    assert summary.seconds > 2
+    assert len(exchanges) >= 2
+    assert unauthorized == [] or len(unauthorized) <= 2
+
+
+def test_429_bursts_are_honoured(hub: Simulator, tmp_path: Path) -> None:
+    hub.set_faults({"rules": [{"method": "POST", "path": "/v2/namespaces/*/repositories",
+                               "burst_every": 10, "burst_length": 3, "retry_after": 1}]})
+    summary = run(hub, tmp_path, {**REPO_CONFIG, "concurrency": 4}, repo_rows(30))
+    assert summary.counts.ok == 30
+    assert summary.stats is not None and summary.stats.rate_limited >= 1
+    log = [r for r in hub.requests() if r["method"] == "POST" and "repositories" in r["path"]]
+    limited = [r["time"] for r in log if r["status"] == 429]
+    assert limited
+    # After each 429 (Retry-After: 1) no worker sent anything until the second had passed;
+    # requests already in flight when the 429 left the server arrive within a few ms.
+    for moment in limited:
+        too_soon = [r for r in log if moment + 0.05 < r["time"] < moment + 0.95]
+        assert too_soon == [], [(round(r["time"] - moment, 3), r["status"]) for r in too_soon]
+    assert sorted(n for n in repositories(hub) if n.startswith("svc-")) == [
+        r["name"] for r in repo_rows(30)
+    ]
+
+
+def test_5xx_and_dropped_connections_are_retried_without_duplicates(
+    hub: Simulator, tmp_path: Path
+) -> None:
+    hub.set_faults({"seed": 7, "rules": [{"method": "POST", "path": "/v2/namespaces/*/repositories",
+                                         "error_rate": 0.25, "drop_rate": 0.1}]})
+    config = {**REPO_CONFIG, "retry": {"max_attempts": 10, "max_seconds": 60}}
+    rows = repo_rows(40)
+    summary = run(hub, tmp_path, config, rows)
+    assert (summary.counts.ok, summary.counts.failed) == (40, 0)
+    statuses = {r["status"] for r in hub.requests() if r["method"] == "POST"}
+    assert statuses & {500, 502, 503}
+    names = repositories(hub)
+    assert sorted(n for n in names if n.startswith("svc-")) == [r["name"] for r in rows]
+    assert len(names) == len(set(names))
+
+
+def test_ambiguous_creates_are_looked_up_never_duplicated(
+    hub: Simulator, tmp_path: Path
+) -> None:
+    # The change is applied, then the answer comes too late: the client times out.
+    hub.set_faults({"seed": 3, "rules": [{"method": "POST", "path": "/v2/namespaces/*/repositories",
+                                         "slow_rate": 0.3, "slow_ms": 1500, "apply_first": True}]})
+    config = {**REPO_CONFIG, "timeout": 0.5}
+    rows = repo_rows(20)
+    summary = run(hub, tmp_path, config, rows)
+    assert summary.counts.ok == 20
+    assert summary.counts.recovered + summary.counts.already_existed >= 1
+    heads = [r for r in hub.requests() if r["method"] == "HEAD"]
+    assert heads
+    names = repositories(hub)
+    assert sorted(n for n in names if n.startswith("svc-")) == [r["name"] for r in rows]
+    assert len(names) == len(set(names))
+
+
+def test_a_pat_on_an_org_endpoint_stops_with_the_reason(hub: Simulator, tmp_path: Path) -> None:
+    config = {"template": "create-team", "settings": {"org": "acme"}}
+    with pytest.raises(NeedsOrgToken, match="organization access token"):
+        run(hub, tmp_path, config, [{"team": "qa"}], identifier="alice", secret=ALICE_PAT)
+    assert [r for r in hub.requests() if r["method"] == "POST" and "groups" in r["path"]] == []
+
+
+def test_a_pat_refused_by_hub_stops_the_run(hub: Simulator, tmp_path: Path) -> None:
+    config = {"manual": {"method": "POST", "url": "/v2/orgs/acme/groups",
+                         "body": {"name": "{{ record.team }}"}}}
+    summary = run(hub, tmp_path, config, [{"team": "qa"}, {"team": "ops"}],
+                  identifier="alice", secret=ALICE_PAT)
+    assert summary.stopped is not None
+    assert "organization access token" in summary.stopped
+    assert summary.counts.ok == 0
+
+
+def test_bulk_invite_results_are_mapped_to_their_records(hub: Simulator, tmp_path: Path) -> None:
+    config = {"template": "bulk-invite", "settings": {"org": "acme"}, "key_field": "invitee",
+              "batching": {"mode": "json_property", "property": "invitees", "size": 10}}
+    rows = [{"invitee": "newcomer@example.com"}, {"invitee": "bob"},
+            {"invitee": "not an email or id!"}, {"invitee": "frank@example.com"}]
+    summary = run(hub, tmp_path, config, rows)
+    assert summary.counts.requests == 1
+    rejected = {r["invitee"]: r["_sink_error"] for r in lines(summary.rejects)}
+    assert list(rejected) == ["not an email or id!"]
+    assert "invalid" in rejected["not an email or id!"]
+    assert summary.counts.ok == 3
+    invites = {i["invitee"] for o in hub.state()["orgs"] if o["name"] == "acme"
+               for i in o["invites"]}
+    assert {"newcomer@example.com", "frank@example.com"} <= invites
+
+
+def secrets_issued(hub: Simulator) -> list[str]:
+    state = hub.state()
+    found = [t["token"] for u in state["users"] for t in u.get("tokens", [])]
+    found += [t["token"] for o in state["orgs"] for t in o.get("access_tokens", [])]
+    return found
+
+
+def test_created_secrets_go_only_to_the_vault(hub: Simulator, tmp_path: Path) -> None:
+    rows = [{"token_label": f"ci-{i}", "scopes": "repo:read,repo:write"} for i in range(5)]
+    config = {"template": "create-personal-access-token", "key_field": "token_label",
+              "connection": {"identifier": "alice", "secret_env": "SINK_TEST_SECRET"}}
+    path = write_config(tmp_path, config, rows)
+    env = {**os.environ, "SINK_TEST_SECRET": ALICE_PASSWORD}
+    done = subprocess.run(
+        [sys.executable, "-m", "sink", "run", str(path), "--base-url", hub.url],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    vault = tmp_path / "out" / "dest-vault.jsonl"
+    assert (vault.stat().st_mode & 0o777) == 0o600
+    stored = {line["label"]: line["token"] for line in lines(vault)}
+    assert sorted(stored) == [f"ci-{i}" for i in range(5)]
+    created = [s for s in secrets_issued(hub) if s in stored.values()]
+    assert len(created) == 5
+    everything_else = done.stdout + done.stderr + "".join(
+        p.read_text() for p in (tmp_path / "out").iterdir() if p != vault
+    )
+    for secret in [*secrets_issued(hub), ALICE_PASSWORD]:
+        assert secret not in everything_else
+    assert '"token":"***"' in (tmp_path / "out" / "dest-responses.jsonl").read_text()
+
+
+def test_ctrl_c_stops_intake_flushes_and_exits_130(tmp_path: Path) -> None:
+    with Simulator(latency_ms=50) as slow:
+        config = {"connection": {"identifier": "acme", "secret_env": "SINK_TEST_SECRET"},
+                  **REPO_CONFIG, "concurrency": 2}
+        path = write_config(tmp_path, config, repo_rows(400))
+        env = {**os.environ, "SINK_TEST_SECRET": OAT}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sink", "run", str(path), "--base-url", slow.url],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        responses = tmp_path / "out" / "dest-responses.jsonl"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(lines(responses)) < 10:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+        created = [n for n in repositories(slow) if n.startswith("svc-")]
+    assert process.returncode == 130, err
+    written = lines(responses)
+    assert 10 <= len(written) < 400
+    # Every repository created has its response line: nothing in flight was lost.
+    assert sorted(created) == sorted(line["keys"][0] for line in written)
+    assert "Interrupted" in err
