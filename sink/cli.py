@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     hubsim.add_argument("--faults", help="fault injection, JSON text or a file")
     hubsim.add_argument("--jwt-ttl", type=float, default=600.0, help="JWT lifetime in seconds")
     hubsim.set_defaults(handler=cmd_hubsim)
+    from sink.cli_read import add_commands; add_commands(commands)  # noqa: E702, I001
     return parser
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
@@ -49,24 +48,25 @@ def preview(
         keyed=False,
     )
     report = PreviewReport()
-    write = out.write
-    show = format_http if style == "http" else format_json
+    show = format_http if style == "http" else JsonLines().format
     buffer: list[bytes] = []
+    requests = carried = 0
     for item in render_stream(destination, records):
         if isinstance(item, Rejected):
             report.rejected_count += 1
             if len(report.rejected) < keep_rejected:
                 report.rejected.append(item)
             continue
-        report.requests += 1
-        report.records += len(item.indexes)
-        if limit is None or report.requests <= limit:
+        requests += 1
+        carried += len(item.indexes)
+        if limit is None or requests <= limit:
             buffer.append(show(item))
             if len(buffer) >= 4096:
-                write(b"".join(buffer))
+                out.write(b"".join(buffer))
                 buffer.clear()
-    write(b"".join(buffer))
-    report.records += report.rejected_count
+    out.write(b"".join(buffer))
+    report.requests = requests
+    report.records = carried + report.rejected_count
     return report
 
 
@@ -75,23 +75,34 @@ REDACTED_AUTH = ("Authorization", "Bearer ***")
 
 def format_json(request: Request) -> bytes:
     """One request as a JSON line: method, URL, headers (Authorization redacted), body."""
-    return b"".join((
-        b'{"method":', _json_text(request.method),
-        b',"url":', orjson.dumps(request.url),
-        b',"headers":', _json_headers(request.headers),
-        b',"body":', b"null" if request.body is None else request.body,
-        b"}\n",
-    ))
+    return _prefix(request.method, request.url, request.headers) + _body(request) + b"}\n"
 
 
-@lru_cache(maxsize=256)
-def _json_headers(headers: tuple[tuple[str, str], ...]) -> bytes:
-    return orjson.dumps(dict((REDACTED_AUTH, *headers)))
+class JsonLines:
+    """:func:`format_json` that reuses the line's start while method, URL and headers repeat
+    (they do for most templates: only the body changes from record to record)."""
+
+    def __init__(self) -> None:
+        self._key: tuple[str, str, tuple[tuple[str, str], ...]] | None = None
+        self._prefix = b""
+
+    def format(self, request: Request) -> bytes:
+        """One request as a JSON line."""
+        key = (request.method, request.url, request.headers)
+        if key != self._key:
+            self._key = key
+            self._prefix = _prefix(*key)
+        return self._prefix + _body(request) + b"}\n"
 
 
-@lru_cache(maxsize=16)
-def _json_text(text: str) -> bytes:
-    return orjson.dumps(text)
+def _prefix(method: str, url: str, headers: tuple[tuple[str, str], ...]) -> bytes:
+    shown = dict((REDACTED_AUTH, *headers))
+    start = orjson.dumps({"method": method, "url": url, "headers": shown})
+    return start[:-1] + b',"body":'
+
+
+def _body(request: Request) -> bytes:
+    return b"null" if request.body is None else request.body
 
 
 def format_http(request: Request) -> bytes:

@@ -244,6 +244,52 @@ def compile_body(operation: str | Operation) -> BodyChecker:
     return checker
 
 
+class FieldInvalid(Exception):
+    """A value a :class:`BodyFields` checker refused (the whole-body checker says why)."""
+
+
+@dataclass(frozen=True)
+class BodyFields:
+    """An object body's top-level fields compiled one by one, for callers that build the body
+    field by field and want to check each value as it is placed (the renderer's fast path).
+
+    ``check[name](value)`` returns the coerced value or raises :class:`FieldInvalid`; on any
+    failure, run the whole-body checker for the full message. ``required`` are the fields that
+    must be present; ``closed`` means unknown fields are refused.
+    """
+
+    check: Mapping[str, Callable[[Any], Any]]
+    required: frozenset[str]
+    closed: bool
+
+
+def compile_fields(operation: str | Operation) -> BodyFields | None:
+    """The per-field checkers of an operation's body, or None if it is not a plain object."""
+    op = operation if isinstance(operation, Operation) else find_operation(operation)
+    schema = op.body_schema
+    if schema is None or _kind(schema) != "object" or schema.get("nullable"):
+        return None
+    if any(schema.get(keyword) for keyword in ("oneOf", "anyOf")):
+        return None
+    if schema.get("additionalProperties") not in (None, False):
+        return None
+    checks = {
+        name: _raising_field_invalid(_compile(sub))
+        for name, sub in (schema.get("properties") or {}).items()
+    }
+    return BodyFields(checks, frozenset(schema.get("required") or ()), closed=True)
+
+
+def _raising_field_invalid(check: _Check) -> _Check:
+    def check_field(value: Any) -> Any:
+        try:
+            return check(value)
+        except _Invalid:
+            raise FieldInvalid from None
+
+    return check_field
+
+
 def _body_checker(op: Operation) -> BodyChecker:
     name, required = op.name, op.body_required
     if op.body_schema is None:

@@ -130,10 +130,8 @@ def _compile_mapping(template: Mapping[Any, Any], settings: Mapping[str, Any]) -
         if const:
             if compiled is not ABSENT:
                 entries.append((str(key), 0, compiled))
-        elif _is_record_lookup(item):
-            name = _SIMPLE.match(item.strip())
-            assert name is not None
-            entries.append((str(key), 1, name.group(2) or name.group(4)))
+        elif is_record_lookup(item):
+            entries.append((str(key), 1, lookup_name(item)))
         else:
             entries.append((str(key), 2, compiled))
     if all(kind == 0 for _, kind, _ in entries):
@@ -159,11 +157,20 @@ def _compile_mapping(template: Mapping[Any, Any], settings: Mapping[str, Any]) -
     return False, build
 
 
-def _is_record_lookup(item: Any) -> bool:
+def is_record_lookup(item: Any) -> bool:
+    """Whether a template value is exactly ``{{ record.x }}`` (a plain look-up)."""
     if not isinstance(item, str):
         return False
     simple = _SIMPLE.match(item.strip())
     return simple is not None and simple.group(1) == "record"
+
+
+def lookup_name(item: str) -> str:
+    """The attribute a plain look-up reads (``x`` of ``{{ record.x }}``)."""
+    simple = _SIMPLE.match(item.strip())
+    if simple is None:
+        raise ValueError(f"{item!r} is not a plain look-up")
+    return simple.group(2) or simple.group(4)
 
 
 def _compile_list(template: list[Any], settings: Mapping[str, Any]) -> tuple[bool, Any]:
