@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     _input_arguments(run)
     run.add_argument("--dry-run", action="store_true", help="preview instead of sending")
     run.add_argument("--yes", action="store_true", help="confirm a destructive template")
+    run.add_argument(
+        "--fresh", action="store_true",
+        help="start a new ledger (the old one is kept aside): send records a past run finished",
+    )
     _connection_arguments(run)
     run.set_defaults(handler=cmd_run)
 
@@ -126,6 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--yes", action="store_true", help="confirm a destructive template")
     _connection_arguments(test)
     test.set_defaults(handler=cmd_test)
+
+    status = commands.add_parser(
+        "status",
+        help="what the ledger says: records done, refused, failed or in doubt",
+        description=(
+            "Show the destination's ledger: how many records are done, rejected, failed or "
+            "were left in flight by an interrupted run, and the records that need attention."
+        ),
+    )
+    status.add_argument("config", help="destination config (YAML)")
+    status.add_argument("--json", action="store_true", help="print JSON for machines")
+    status.set_defaults(handler=cmd_status)
 
     validate = commands.add_parser(
         "validate",
@@ -222,15 +238,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sink import describe
     from sink.credentials import resolve
     from sink.destination import open_destination
-    from sink.pipeline import RunOptions, guard_destructive, run
     from sink.progress import Progress
+    from sink.run import RunOptions, guard_destructive, run
 
     destination = open_destination(args.config, base_url=args.base_url)
     guard_destructive(destination, args.yes)
     source = _input_of(args, destination)
     credentials = resolve(destination.config.connection, destination.folder, base_url=args.base_url)
     with Progress(f"sink run {destination.template_id}") as progress:
-        options = RunOptions(source, args.input_format, yes=args.yes, progress=progress)
+        options = RunOptions(
+            source, args.input_format, yes=args.yes, fresh=args.fresh, progress=progress
+        )
         summary = run(destination, credentials, options)
     describe.print_run_summary(destination, summary)
     if summary.interrupted is not None:
@@ -248,7 +266,8 @@ def cmd_test(args: argparse.Namespace) -> int:
     from sink import describe
     from sink.credentials import resolve
     from sink.destination import open_destination
-    from sink.pipeline import guard_destructive, pick_record, send_one_async, test_request
+    from sink.pipeline import pick_record, test_request
+    from sink.run import guard_destructive, send_one_async
 
     destination = open_destination(args.config, base_url=args.base_url)
     guard_destructive(destination, args.yes)
@@ -263,6 +282,29 @@ def cmd_test(args: argparse.Namespace) -> int:
     result = asyncio.run(send_one_async(destination, credentials, request, records))
     describe.print_test_result(result)
     return EXIT_OK if result.outcome.status.value == "ok" else EXIT_REJECTED
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``sink status CONFIG``."""
+    from sink import describe
+    from sink.destination import open_destination
+    from sink.ledger import Ledger
+    from sink.run import output_paths
+
+    destination = open_destination(args.config)
+    path = output_paths(destination).ledger
+    if not path.exists():
+        print(f"{args.config}: no ledger yet ({path}): nothing has been sent")
+        return EXIT_OK
+    with Ledger(path) as ledger:
+        counts = ledger.counts()
+        attention = list(ledger.attention(limit=50))
+    if args.json:
+        rows = [entry.__dict__ for entry in attention]
+        _print_json({"ledger": str(path), "counts": counts, "attention": rows})
+    else:
+        describe.print_status(path, counts, attention)
+    return EXIT_OK if not attention else EXIT_REJECTED
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

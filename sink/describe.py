@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -19,8 +20,9 @@ from sink.templates import EndpointTemplate, Registry
 
 if TYPE_CHECKING:
     from sink.destination import Destination
-    from sink.pipeline import RunSummary, TestResult
+    from sink.ledger import Entry
     from sink.preview import PreviewReport
+    from sink.run import RunSummary, TestResult
 
 CREDENTIAL_NAMES = {"pat": "personal access token", "oat": "organization access token",
                     "password": "password"}
@@ -181,6 +183,8 @@ def print_run_summary(destination: Destination, summary: RunSummary) -> None:
     rate = counts.requests / summary.seconds if summary.seconds > 0 else 0.0
     rows = [
         ("records", counts.records),
+        ("done by an earlier run (skipped)", counts.done_before),
+        ("duplicates in the input (skipped)", counts.duplicates),
         ("ok", counts.ok),
         ("rejected", counts.rejected),
         ("failed", counts.failed),
@@ -195,13 +199,16 @@ def print_run_summary(destination: Destination, summary: RunSummary) -> None:
     table.add_row("seconds", f"{summary.seconds:,.1f}")
     table.add_row("requests/s", f"{rate:,.1f}")
     console.print(table)
-    console.print(f"Responses: {summary.responses}")
+    outputs = summary.outputs
+    console.print(f"Responses: {outputs.responses or outputs.webhook}")
     if counts.rejected or counts.failed:
         console.print(
-            f"Rejects:   {summary.rejects} (fix them and replay with --input {summary.rejects})"
+            f"Rejects:   {outputs.rejects} (copy, fix and replay them with --input)"
         )
-    if summary.vault is not None:
-        console.print(f"Vault:     {summary.vault} ({counts.secrets} secrets, mode 0600)")
+    if outputs.vault is not None:
+        console.print(f"Vault:     {outputs.vault} ({counts.secrets} secrets, mode 0600)")
+    console.print(f"Ledger:    {outputs.ledger} (`sink status` shows it)")
+    console.print(f"Audit:     {outputs.audit}")
     for key in counts.secrets_lost:
         console.print(
             f"[bold red]Secret lost:[/bold red] record {escape(key)}: the token was created but "
@@ -232,3 +239,29 @@ def print_test_result(result: TestResult) -> None:
         console.print(f"Error: {outcome.error}", markup=False)
     if result.vault is not None:
         console.print(f"The created secret was written to the vault: {result.vault}")
+
+
+def print_status(path: Path, counts: dict[str, int], attention: list[Entry]) -> None:
+    """The ledger's counts and the records that need attention."""
+    console = _console()
+    total = sum(counts.values())
+    console.print(f"Ledger {path}: {total:,} records")
+    labels = {
+        "done": "done",
+        "rejected": "rejected (refused; fix and run again)",
+        "failed": "failed (retried on the next run)",
+        "sent": "in doubt (an interrupted run sent them; the next run looks them up)",
+    }
+    for state, label in labels.items():
+        console.print(f"  {counts.get(state, 0):>9,}  {label}")
+    if attention:
+        table = Table(title="Needs attention", title_justify="left")
+        for column in ("record", "key", "state", "HTTP", "note"):
+            table.add_column(column)
+        for entry in attention:
+            position = "" if entry.position is None else str(entry.position + 1)
+            table.add_row(
+                position, entry.key, entry.state, str(entry.http_status or ""),
+                escape(entry.note or ""),
+            )
+        console.print(table)

@@ -40,6 +40,8 @@ class Counts:
     secrets_lost: list[str] = field(default_factory=list)
     already_existed: int = 0
     recovered: int = 0
+    done_before: int = 0
+    duplicates: int = 0
 
 
 @dataclass

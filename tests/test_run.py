@@ -20,7 +20,7 @@ from sink.credentials import Credentials
 from sink.destination import open_destination
 from sink.errors import NeedsOrgToken
 from sink.hubsim import Simulator
-from sink.pipeline import RunOptions, RunSummary, run_async
+from sink.run import RunOptions, RunSummary, run_async
 
 OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"  # the seed's fake acme token
 ALICE_PASSWORD = "correct-horse-battery"
@@ -90,14 +90,20 @@ def test_creates_each_repository_once_and_a_second_run_finds_them(
     rows = repo_rows(25)
     first = run(hub, tmp_path, REPO_CONFIG, rows)
     assert (first.counts.ok, first.counts.rejected, first.counts.failed) == (25, 0, 0)
+    posts = len([r for r in hub.requests() if r["method"] == "POST"])
     second = run(hub, tmp_path, REPO_CONFIG, rows)
-    assert second.counts.ok == 25
-    assert second.counts.already_existed == 25
+    assert second.counts.done_before == 25
+    assert len([r for r in hub.requests() if r["method"] == "POST"]) == posts
+    # Without the ledger's memory, Hub's 409 is looked up: there already, so ok.
+    third = run(hub, tmp_path, {**REPO_CONFIG, "ledger": "other.sqlite"}, rows)
+    assert third.counts.ok == 25
+    assert third.counts.already_existed == 25
     names = repositories(hub)
     assert sorted(n for n in names if n.startswith("svc-")) == [r["name"] for r in rows]
     responses = lines(tmp_path / "out" / "dest-responses.jsonl")
     assert len(responses) == 50
     assert {r["http_status"] for r in responses[:25]} == {201}
+    assert {r["http_status"] for r in responses[25:]} == {409}
 
 
 def test_invalid_records_are_rejected_replayable_and_never_sent(
@@ -106,7 +112,7 @@ def test_invalid_records_are_rejected_replayable_and_never_sent(
     rows = [{"name": "good-one"}, {"name": "Bad_Name"}, {"name": "x"}]
     summary = run(hub, tmp_path, REPO_CONFIG, rows)
     assert (summary.counts.ok, summary.counts.rejected) == (1, 2)
-    rejects = lines(summary.rejects)
+    rejects = lines(summary.outputs.rejects)
     assert [r["name"] for r in rejects] == ["Bad_Name", "x"]
     assert all(r["_sink_error"] and r["_sink_index"] in (1, 2) for r in rejects)
     posts = [r for r in hub.requests() if r["method"] == "POST" and "repositories" in r["path"]]
@@ -214,7 +220,7 @@ def test_bulk_invite_results_are_mapped_to_their_records(hub: Simulator, tmp_pat
             {"invitee": "not an email or id!"}, {"invitee": "frank@example.com"}]
     summary = run(hub, tmp_path, config, rows)
     assert summary.counts.requests == 1
-    rejected = {r["invitee"]: r["_sink_error"] for r in lines(summary.rejects)}
+    rejected = {r["invitee"]: r["_sink_error"] for r in lines(summary.outputs.rejects)}
     assert list(rejected) == ["not an email or id!"]
     assert "invalid" in rejected["not an email or id!"]
     assert summary.counts.ok == 3

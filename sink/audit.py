@@ -1,0 +1,78 @@
+"""The audit log: every call, and every refusal, as a JSON line, with bodies redacted.
+
+It says who (the identifier, never the secret), when, which template, method and URL, which
+records, and what came of it. Lines are flushed as they are written.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sink.model import Outcome, Request
+from sink.redact import Redactor, redact
+
+
+class AuditLog:
+    """An append-only JSON Lines file."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        who: str,
+        redactor: Redactor,
+        secret_fields: Collection[str] = (),
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.who = who
+        self.redactor = redactor
+        self.secret_fields = frozenset(secret_fields)
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
+
+    def _write(self, line: dict[str, Any]) -> None:
+        self._file.write(orjson.dumps(self.redactor.scrub(line), default=str) + b"\n")
+
+    def _base(self, request: Request) -> dict[str, Any]:
+        body: Any = None
+        if request.body is not None:
+            try:
+                body = redact(orjson.loads(request.body), self.secret_fields)
+            except orjson.JSONDecodeError:
+                body = "<not JSON>"
+        return {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "who": self.who,
+            "template": request.template,
+            "method": request.method,
+            "url": request.url,
+            "keys": list(request.keys),
+            "body": body,
+        }
+
+    def call(self, request: Request, outcome: Outcome) -> None:
+        """A request that was sent, and its outcome (response bodies are not logged)."""
+        line = self._base(request)
+        line.update(
+            status=outcome.http_status,
+            outcome=outcome.status.value,
+            attempts=outcome.attempts,
+            error=outcome.error,
+        )
+        self._write(line)
+
+    def refusal(self, request: Request, reason: str) -> None:
+        """A request that was never sent, and why."""
+        line = self._base(request)
+        line.update(status=None, outcome="refused", error=reason)
+        self._write(line)
+
+    def close(self) -> None:
+        """Close the file (every line is already written)."""
+        self._file.close()

@@ -1,0 +1,509 @@
+"""Sending: the pipeline from the records to Docker Hub and back to the outputs.
+
+source → prepare → ledger (skip done, settle records left in flight) → render → guard (policy,
+last owner) → dispatch → outputs (vault first, then responses, rejects, audit, ledger).
+
+A record is done when its outcome is in the ledger, and a created secret is in the vault before
+that. Killed at any instant and run again, a run skips what is done and looks up what was in
+flight before sending it again, so no effect happens twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import httpx
+
+from sink.audit import AuditLog
+from sink.auth import HubAuth, token_url_for
+from sink.credentials import Credentials, check_accepted
+from sink.destination import Destination
+from sink.dispatch import Dispatcher, DispatchStats, make_client
+from sink.errors import ConfigError, StopRun
+from sink.guard import OwnerGuard
+from sink.hub import HubReader
+from sink.ledger import DONE, FAILED, REJECTED, SENT, Ledger, start_fresh
+from sink.model import Outcome, Record, Rejected, Request, Status
+from sink.outputs import Redactor, RejectsFile, ResponsesFile, Vault, WebhookResponses
+from sink.pipeline import prepare, render_stream
+from sink.policy import violation
+from sink.progress import Progress, Snapshot
+from sink.results import Counts, Recorder
+from sink.sources import read_records
+
+SECRET_LOST = "secret not captured"  # noqa: S105 - a note, not a secret
+_LEDGER_CHUNK = 256
+
+
+class RunControl:
+    """Lets a signal handler stop a run: the first stop ends intake, in-flight requests finish."""
+
+    def __init__(self) -> None:
+        self.summary: RunSummary | None = None
+        self.stop_requested = False
+        self._stoppers: list[Callable[[], None]] = []
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when a stop is requested (at once if one already was)."""
+        self._stoppers.append(callback)
+        if self.stop_requested:
+            callback()
+
+    def stop(self) -> None:
+        """Stop taking new records."""
+        self.stop_requested = True
+        for callback in self._stoppers:
+            callback()
+
+
+@dataclass
+class RunOptions:
+    """How to run: where the records come from and what the user confirmed."""
+
+    source: str | Path | None
+    input_format: str | None = None
+    yes: bool = False
+    fresh: bool = False
+    progress: Progress | None = None
+    transport: httpx.AsyncBaseTransport | None = None
+    control: RunControl = field(default_factory=RunControl)
+
+
+@dataclass
+class RunSummary:
+    """What a run did, and where its outputs are."""
+
+    counts: Counts
+    outputs: Outputs
+    stats: DispatchStats | None = None
+    stopped: str | None = None
+    interrupted: int | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a destination's outputs go; defaults sit under ``out/`` beside the config."""
+
+    responses: Path | None
+    webhook: str | None
+    rejects: Path
+    vault: Path | None
+    ledger: Path
+    audit: Path
+
+
+def output_paths(destination: Destination) -> Outputs:
+    """The destination's output paths."""
+    config = destination.config
+    stem = destination.name
+    out = destination.folder / "out"
+    responses: Path | None = out / f"{stem}-responses.jsonl"
+    webhook = None
+    if config.responses is not None:
+        webhook = config.responses.webhook
+        responses = destination.path(config.responses.file)
+    return Outputs(
+        responses=responses,
+        webhook=webhook,
+        rejects=destination.path(config.rejects) or out / f"{stem}-rejects.jsonl",
+        vault=(destination.path(config.vault) or out / f"{stem}-vault.jsonl")
+        if destination.secret_fields
+        else None,
+        ledger=destination.path(config.ledger) or destination.folder / f"{stem}.ledger.sqlite",
+        audit=destination.path(config.audit) or out / f"{stem}-audit.jsonl",
+    )
+
+
+def guard_destructive(destination: Destination, yes: bool) -> None:
+    """Refuse a destructive template without ``--yes`` or ``allow_destructive: true``."""
+    if destination.destructive and not (yes or destination.config.allow_destructive):
+        what = destination.template.title if destination.template else "manual DELETE requests"
+        raise ConfigError(
+            f"{destination.template_id} is destructive ({what}). Preview it first "
+            "(`sink preview CONFIG` says how many records would be deleted), then run with "
+            "--yes or set allow_destructive: true"
+        )
+
+
+Carried = tuple[Request, tuple[Record, ...]]
+
+
+class _Run:
+    """One run's state: outputs, ledger, the requests in flight."""
+
+    def __init__(
+        self, destination: Destination, credentials: Credentials, options: RunOptions,
+        outputs: Outputs, client: httpx.AsyncClient, redactor: Redactor,
+    ) -> None:
+        config = destination.config
+        self.destination = destination
+        self.options = options
+        self.reader = HubReader(client)
+        self.ledger = Ledger(outputs.ledger)
+        self.template_id = destination.template_id
+        self.resource_field = destination.template.resource_id if destination.template else None
+        secrets = destination.secret_fields
+        responses: ResponsesFile | WebhookResponses
+        if outputs.webhook is not None:
+            responses = WebhookResponses(
+                outputs.webhook, client, secret_fields=secrets, redactor=redactor
+            )
+        else:
+            assert outputs.responses is not None
+            responses = ResponsesFile(
+                outputs.responses, secret_fields=secrets, redactor=redactor, append=True
+            )
+        self.responses = responses
+        self.recorder = Recorder(
+            responses,
+            RejectsFile(outputs.rejects, redactor=redactor),
+            vault_path=outputs.vault,
+            batch=destination.template.batch if destination.template else None,
+        )
+        self.audit = AuditLog(
+            outputs.audit, who=credentials.identifier, redactor=redactor, secret_fields=secrets
+        )
+        self.owners = OwnerGuard.for_template(self.template_id, self.reader)
+        self.policy = config.policy
+        self.flight: dict[int, Carried] = {}
+        self.started = time.time()
+        self.dispatcher = Dispatcher(
+            client,
+            concurrency=config.concurrency,
+            rate=config.rate_limit,
+            max_attempts=config.retry.max_attempts,
+            max_elapsed=config.retry.max_seconds,
+            lookup=self._lookup,
+            secret_fields={self.template_id: secrets} if secrets else None,
+        )
+
+    @property
+    def counts(self) -> Counts:
+        return self.recorder.counts
+
+    async def _lookup(self, request: Request) -> bool | None:
+        return await look_up_effect(self.destination, self.reader, self.flight[id(request)][1])
+
+    # -- intake ------------------------------------------------------------------------------
+
+    async def requests(self) -> AsyncIterator[Request]:
+        """The requests to send, after the ledger, the policy and the guards had their say."""
+        config = self.destination.config
+        rows = read_records(self.options.source, self.options.input_format or config.input_format)
+        records = prepare(
+            rows, exclude=config.exclude, key_field=config.key_field,
+            template_id=self.template_id,
+        )
+        for chunk in _chunks(records, _LEDGER_CHUNK):
+            todo = await self._past_runs(chunk)
+            for item in render_stream(self.destination, todo, with_records=True):
+                if isinstance(item, Rejected):
+                    self._reject(item)
+                    continue
+                request, carried = item
+                refusal = await self._refusal(request, carried)
+                if refusal is not None:
+                    self.audit.refusal(request, refusal)
+                    for record in carried:
+                        self._reject(Rejected(record.index, record.data, refusal, record.key))
+                    continue
+                self.ledger.mark_sent(((r.key, r.index) for r in carried), self.template_id)
+                self.flight[id(request)] = (request, carried)
+                yield request
+
+    async def _past_runs(self, chunk: list[Record | Rejected]) -> list[Record | Rejected]:
+        """Drop records a past run finished; settle those it left in flight; no duplicates."""
+        keys = [item.key for item in chunk if isinstance(item, Record)]
+        states = self.ledger.states(keys)
+        seen: set[str] = set()
+        todo: list[Record | Rejected] = []
+        for item in chunk:
+            if isinstance(item, Rejected):
+                todo.append(item)
+                continue
+            state, updated = states.get(item.key, (None, 0.0))
+            if item.key in seen or (state is not None and updated >= self.started):
+                self.counts.records += 1
+                self.counts.duplicates += 1
+                continue
+            seen.add(item.key)
+            if state == DONE:
+                self.counts.records += 1
+                self.counts.done_before += 1
+                continue
+            if state == SENT and not await self._settle_in_flight(item):
+                continue
+            todo.append(item)
+        return todo
+
+    async def _settle_in_flight(self, record: Record) -> bool:
+        """A record a past run left ``sent``: look its effect up. True: send it (not there)."""
+        present = await look_up_effect(self.destination, self.reader, (record,))
+        if present is False:
+            return True
+        self.counts.records += 1
+        if present is None:
+            note = "a past run sent it and its effect cannot be looked up; check it by hand"
+            self.counts.failed += 1
+            self.ledger.settle(record.key, self.template_id, FAILED, note=note)
+            self.recorder.rejects.write(record, note)
+            return False
+        note = "found in place after an interrupted run"
+        if self.destination.secret_fields:
+            note = (
+                f"{SECRET_LOST}: created by an interrupted run whose answer never arrived; "
+                "its secret was not captured: revoke the token and create it again"
+            )
+            self.counts.secrets_lost.append(record.key)
+        self.counts.ok += 1
+        self.counts.recovered += 1
+        self.ledger.settle(record.key, self.template_id, DONE, note=note)
+        return False
+
+    async def _refusal(self, request: Request, carried: tuple[Record, ...]) -> str | None:
+        if self.policy is not None:
+            broken = violation(self.policy, request)
+            if broken is not None:
+                return broken
+        if self.owners is not None:
+            return await self.owners.refusal(request)
+        return None
+
+    def _reject(self, item: Rejected) -> None:
+        self.recorder.rejected(item)
+        if item.key:
+            self.ledger.settle(
+                item.key, self.template_id, REJECTED, note=item.error, position=item.index
+            )
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    async def outcome(self, outcome: Outcome) -> None:
+        """Record an outcome: vault, responses, rejects (the recorder), audit, then ledger."""
+        request, carried = self._take(outcome)
+        results = await self.recorder.outcome(outcome, request, carried)
+        self.audit.call(request, outcome)
+        resource = self._resource_id(outcome)
+        lost = outcome.extra.get("secret_lost")
+        for result in results:
+            state = {Status.OK: DONE, Status.REJECTED: REJECTED}.get(result.status, FAILED)
+            note = result.error
+            if lost:
+                note = f"{SECRET_LOST}: {outcome.error}"
+            self.ledger.settle(
+                result.record.key, self.template_id, state, http_status=outcome.http_status,
+                resource_id=resource, note=note, position=result.record.index,
+            )
+
+    def _take(self, outcome: Outcome) -> Carried:
+        for ident, (request, carried) in self.flight.items():
+            if request.keys == outcome.keys:
+                del self.flight[ident]
+                return request, carried
+        raise RuntimeError(f"an outcome for records that are not in flight: {outcome.keys}")
+
+    def _resource_id(self, outcome: Outcome) -> str | None:
+        if self.resource_field is None or not isinstance(outcome.body, dict):
+            return None
+        value = outcome.body.get(self.resource_field)
+        return None if value is None else str(value)
+
+    def close(self) -> None:
+        """Count what never got an answer, close every output."""
+        for _, carried in self.flight.values():
+            self.counts.records += len(carried)
+            self.counts.skipped += len(carried)
+        self.flight.clear()
+        self.recorder.close()
+        self.audit.close()
+        self.ledger.close()
+
+
+def _chunks(items: Iterable[Record | Rejected], size: int) -> Iterator[list[Record | Rejected]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+async def run_async(
+    destination: Destination, credentials: Credentials, options: RunOptions
+) -> RunSummary:
+    """Send every record of the input; see :func:`run` for the synchronous entry point."""
+    guard_destructive(destination, options.yes)
+    if destination.template is not None:
+        check_accepted(credentials, list(destination.template.credentials), destination.template_id)
+    config = destination.config
+    outputs = output_paths(destination)
+    if options.source not in (None, "-") and Path(str(options.source)).resolve() == outputs.rejects:
+        raise ConfigError(
+            f"the input {options.source} is this destination's rejects file, which the run "
+            "rewrites; copy it first (e.g. to fixed.jsonl), fix it, and replay the copy"
+        )
+    if options.fresh:
+        start_fresh(outputs.ledger)
+    started = time.monotonic()
+    redactor = Redactor([credentials.secret])
+    auth = HubAuth(
+        credentials.identifier,
+        credentials.secret,
+        token_url=token_url_for(credentials.base_url),
+        redactor=redactor,
+    )
+    async with make_client(
+        credentials.base_url, auth, config.concurrency, config.timeout, transport=options.transport
+    ) as client:
+        state = _Run(destination, credentials, options, outputs, client, redactor)
+        summary = RunSummary(state.counts, outputs)
+        options.control.summary = summary
+        options.control.on_stop(state.dispatcher.stop)
+        progress = options.progress
+        try:
+            async for outcome in state.dispatcher.run(state.requests()):
+                await state.outcome(outcome)
+                if progress is not None:
+                    progress.show(_snapshot(state.counts, state.dispatcher.stats))
+        except StopRun as exc:
+            summary.stopped = str(exc)
+        finally:
+            if isinstance(state.responses, WebhookResponses):
+                await state.responses.flush()
+            else:
+                state.responses.close()
+            state.close()
+            summary.stats = state.dispatcher.stats
+            summary.seconds = time.monotonic() - started
+            if progress is not None:
+                progress.show(_snapshot(state.counts, state.dispatcher.stats), force=True)
+    return summary
+
+
+async def look_up_effect(
+    destination: Destination, reader: HubReader, records: tuple[Record, ...]
+) -> bool | None:
+    """Whether the effect of a request carrying ``records`` is already in place."""
+    renderer = destination.renderer
+    answers = []
+    for record in records:
+        found = renderer.lookup(record)
+        if found is None:
+            return None
+        spec, request = found
+        present = await reader.effect_present(spec, request, renderer.lookup_match(spec, record))
+        if present is None:
+            return None
+        answers.append(present if spec.effect == "present" else not present)
+    if all(answers):
+        return True
+    if not any(answers):
+        return False
+    return None  # part of a batch is there: sending it again would repeat that part
+
+
+def _snapshot(counts: Counts, stats: DispatchStats) -> Snapshot:
+    return Snapshot(
+        records=counts.records,
+        ok=counts.ok,
+        rejected=counts.rejected,
+        failed=counts.failed,
+        retries=stats.retries,
+        rate_limit_wait=stats.rate_limit_wait,
+        in_flight=stats.in_flight,
+    )
+
+
+def run(destination: Destination, credentials: Credentials, options: RunOptions) -> RunSummary:
+    """Send every record. SIGINT/SIGTERM stop intake and let requests in flight finish; a
+    second signal stops at once (the ledger still tells the truth). ``summary.interrupted``
+    holds the signal number."""
+    control = options.control
+    received: list[int] = []
+
+    async def main() -> RunSummary:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def on_signal(signum: int) -> None:
+            received.append(signum)
+            if len(received) == 1:
+                control.stop()
+            else:
+                task.cancel()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            return await run_async(destination, credentials, options)
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    try:
+        summary = asyncio.run(main())
+    except asyncio.CancelledError:
+        if control.summary is None:
+            raise
+        summary = control.summary
+    if received:
+        summary.interrupted = received[0]
+    return summary
+
+
+@dataclass
+class TestResult:
+    """What ``sink test`` sent and got back (secrets redacted)."""
+
+    request: Request
+    outcome: Outcome
+    vault: Path | None
+
+
+async def send_one_async(
+    destination: Destination,
+    credentials: Credentials,
+    request: Request,
+    records: tuple[Record, ...],
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> TestResult:
+    """Send one rendered request (Nexla's "Send Test Data"); a created secret goes to the vault."""
+    if destination.template is not None:
+        check_accepted(credentials, list(destination.template.credentials), destination.template_id)
+    redactor = Redactor([credentials.secret])
+    auth = HubAuth(
+        credentials.identifier,
+        credentials.secret,
+        token_url=token_url_for(credentials.base_url),
+        redactor=redactor,
+    )
+    secrets = destination.secret_fields
+    vault_path = output_paths(destination).vault
+    config = destination.config
+    client = make_client(credentials.base_url, auth, 1, config.timeout, transport=transport)
+    async with client:
+        reader = HubReader(client)
+
+        async def lookup(_: Request) -> bool | None:
+            return await look_up_effect(destination, reader, records)
+
+        dispatcher = Dispatcher(
+            client,
+            concurrency=1,
+            max_attempts=config.retry.max_attempts,
+            max_elapsed=config.retry.max_seconds,
+            lookup=lookup,
+            secret_fields={destination.template_id: secrets} if secrets else None,
+        )
+        outcome = await dispatcher.send(request)
+    entry = outcome.extra.pop("vault", None)
+    if entry is not None and vault_path is not None:
+        with Vault(vault_path) as vault:
+            vault.write(entry)
+    return TestResult(request, outcome, vault_path if entry is not None else None)
