@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from sink import __version__
+from sink.cli_read import add_commands as add_read_commands
 from sink.errors import SinkError, StopRun
 
 if TYPE_CHECKING:
@@ -165,8 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     hubsim.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
     hubsim.add_argument("--faults", help="fault injection, JSON text or a file")
     hubsim.add_argument("--jwt-ttl", type=float, default=600.0, help="JWT lifetime in seconds")
+    hubsim.add_argument(
+        "--no-control", action="store_true", help="do not serve the test-only /_sim control API"
+    )
+    hubsim.add_argument(
+        "--http", choices=["auto", "h11", "httptools"], default="auto",
+        help="uvicorn's HTTP implementation (auto: httptools when installed)",
+    )
     hubsim.set_defaults(handler=cmd_hubsim)
-    from sink.cli_read import add_commands; add_commands(commands)  # noqa: E702, I001
+    add_read_commands(commands)
     return parser
 
 
@@ -336,6 +344,8 @@ def cmd_hubsim(args: argparse.Namespace) -> int:
         latency_ms=args.latency_ms,
         faults=args.faults,
         jwt_ttl=args.jwt_ttl,
+        http=args.http,
+        control=not args.no_control,
     )
     return EXIT_OK
 
