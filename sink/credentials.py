@@ -54,10 +54,9 @@ def resolve(
 ) -> Credentials:
     """Read the connection's secret from its source; a :class:`ConfigError` says what is missing."""
     if connection.name is not None:
-        raise ConfigError(
-            f"connection {connection.name!r}: stored connections are not supported yet; "
-            "give identifier and secret_env, secret_file or secret_stdin"
-        )
+        from sink.connections import load_credentials
+
+        return load_credentials(connection.name, base_url=base_url)
     identifier = (connection.identifier or "").strip()
     if connection.secret_env:
         secret = os.environ.get(connection.secret_env, "")
