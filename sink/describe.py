@@ -16,6 +16,7 @@ from sink.config import DEFAULT_BASE_URL
 from sink.errors import SinkError
 from sink.model import Record
 from sink.render import for_template
+from sink.resolve import PREVIEW_ID
 from sink.templates import EndpointTemplate, Registry
 
 if TYPE_CHECKING:
@@ -164,6 +165,11 @@ def print_preview_report(
         f"{report.records} records: {report.requests} requests ({printed} printed), "
         f"{report.rejected_count} invalid. Nothing was sent."
     )
+    if report.deferred:
+        console.print(
+            f"Note: {report.deferred} records name a team whose numeric id the run looks up "
+            f"from Docker Hub; the requests above show it as {PREVIEW_ID}."
+        )
     if destination.destructive:
         what = destination.template.title if destination.template else "DELETE requests"
         console.print(

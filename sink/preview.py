@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -9,8 +10,9 @@ from typing import IO
 import orjson
 
 from sink.destination import Destination
-from sink.model import Rejected, Request
+from sink.model import Record, Rejected, Request
 from sink.pipeline import prepare, render_stream
+from sink.resolve import Resolver
 from sink.sources import read_records
 
 
@@ -22,6 +24,8 @@ class PreviewReport:
     records: int = 0
     rejected: list[Rejected] = field(default_factory=list)
     rejected_count: int = 0
+    deferred: int = 0
+    """Records with an id the run looks up (shown as a placeholder)."""
 
 
 def preview(
@@ -47,6 +51,11 @@ def preview(
         template_id=destination.template_id,
         keyed=False,
     )
+    template = destination.template
+    resolver = None
+    if template is not None and template.resolve:
+        resolver = Resolver(template, config.settings, None)
+        records = _with_placeholders(records, resolver)
     report = PreviewReport()
     show = format_http if style == "http" else JsonLines().format
     buffer: list[bytes] = []
@@ -67,7 +76,17 @@ def preview(
     out.write(b"".join(buffer))
     report.requests = requests
     report.records = carried + report.rejected_count
+    report.deferred = resolver.deferred if resolver is not None else 0
     return report
+
+
+def _with_placeholders(
+    records: Iterator[Record | Rejected], resolver: Resolver
+) -> Iterator[Record | Rejected]:
+    for record in records:
+        if isinstance(record, Record):
+            resolver.preview(record)
+        yield record
 
 
 REDACTED_AUTH = ("Authorization", "Bearer ***")

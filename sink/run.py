@@ -25,7 +25,7 @@ from sink.auth import HubAuth, token_url_for
 from sink.credentials import Credentials, check_accepted
 from sink.destination import Destination
 from sink.dispatch import Dispatcher, DispatchStats, make_client
-from sink.errors import ConfigError, StopRun
+from sink.errors import ConfigError, RejectRecord, StopRun
 from sink.guard import OwnerGuard
 from sink.hub import HubReader
 from sink.ledger import DONE, FAILED, REJECTED, SENT, Ledger, start_fresh
@@ -34,6 +34,7 @@ from sink.outputs import Redactor, RejectsFile, ResponsesFile, Vault, WebhookRes
 from sink.pipeline import prepare, render_stream
 from sink.policy import violation
 from sink.progress import Progress, Snapshot
+from sink.resolve import Resolver
 from sink.results import Counts, Recorder
 from sink.sources import read_records
 
@@ -171,6 +172,12 @@ class _Run:
             outputs.audit, who=credentials.identifier, redactor=redactor, secret_fields=secrets
         )
         self.owners = OwnerGuard.for_template(self.template_id, self.reader)
+        template = destination.template
+        self.resolver = (
+            Resolver(template, config.settings, self.reader)
+            if template is not None and template.resolve
+            else None
+        )
         self.policy = config.policy
         self.flight: dict[int, Carried] = {}
         self.started = time.time()
@@ -203,6 +210,8 @@ class _Run:
         )
         for chunk in _chunks(records, _LEDGER_CHUNK):
             todo = await self._past_runs(chunk)
+            if self.resolver is not None:
+                todo = await self._resolved(todo)
             for item in render_stream(self.destination, todo, with_records=True):
                 if isinstance(item, Rejected):
                     self._reject(item)
@@ -266,6 +275,20 @@ class _Run:
         self.counts.recovered += 1
         self.ledger.settle(record.key, self.template_id, DONE, note=note)
         return False
+
+    async def _resolved(self, todo: list[Record | Rejected]) -> list[Record | Rejected]:
+        """Records with their look-ups done (team ids, membership); failures rejected."""
+        assert self.resolver is not None
+        kept: list[Record | Rejected] = []
+        for item in todo:
+            if isinstance(item, Record):
+                try:
+                    await self.resolver.apply(item)
+                except RejectRecord as exc:
+                    self._reject(Rejected(item.index, item.data, exc.message, item.key, exc.field))
+                    continue
+            kept.append(item)
+        return kept
 
     async def _refusal(self, request: Request, carried: tuple[Record, ...]) -> str | None:
         if self.policy is not None:

@@ -76,6 +76,30 @@ class BatchSpec(BaseModel):
     ok_statuses: list[str] = Field(default_factory=list)
 
 
+class Resolve(BaseModel):
+    """A look-up done before rendering, per record (cached per run).
+
+    ``team-id``: the record names a team in ``source`` (e.g. ``team``); its numeric id, which
+    Hub wants, is written to ``target`` (e.g. ``group_id``) unless the record already has one.
+    ``org-member``: the user in ``source`` must already be a member of the organization (Hub
+    does not invite someone added to a team); the record is rejected otherwise. ``org`` is the
+    organization, a template value over ``settings``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["team-id", "org-member"]
+    source: str
+    target: str | None = None
+    org: str
+
+    @model_validator(mode="after")
+    def _target(self) -> Resolve:
+        if (self.kind == "team-id") != (self.target is not None):
+            raise ValueError("team-id needs a target field; org-member takes none")
+        return self
+
+
 class EndpointTemplate(BaseModel):
     """One Docker Hub write endpoint: how to build its request and what it means to send it."""
 
@@ -98,6 +122,7 @@ class EndpointTemplate(BaseModel):
     resource_id: str | None = None
     exists: Lookup | None = None
     batch: BatchSpec | None = None
+    resolve: list[Resolve] = Field(default_factory=list)
     example: dict[str, Any] = Field(default_factory=dict)
     example_settings: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
@@ -135,6 +160,8 @@ class EndpointTemplate(BaseModel):
 
     def _expressions(self) -> Iterator[str]:
         yield from _strings([self.params, self.query, self.headers, self.body])
+        yield from (f"{{{{ record.{r.source} }}}}" for r in self.resolve)
+        yield from (r.org for r in self.resolve)
         if self.exists is not None:
             yield from _strings([self.exists.params, self.exists.query, self.exists.match])
 

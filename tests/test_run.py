@@ -284,3 +284,35 @@ def test_ctrl_c_stops_intake_flushes_and_exits_130(tmp_path: Path) -> None:
     # Every repository created has its response line: nothing in flight was lost.
     assert sorted(created) == sorted(line["keys"][0] for line in written)
     assert "Interrupted" in err
+
+
+def test_a_team_named_by_name_is_granted_by_its_looked_up_id(
+    hub: Simulator, tmp_path: Path
+) -> None:
+    config = {"template": "grant-team-repository", "settings": {"namespace": "acme"}}
+    rows = [{"repository": "web", "team": "developers", "permission": "read"},
+            {"repository": "web", "team": "no-such-team", "permission": "read"}]
+    summary = run(hub, tmp_path, config, rows)
+    assert (summary.counts.ok, summary.counts.rejected) == (1, 1)
+    [rejected] = lines(summary.outputs.rejects)
+    assert rejected["_sink_error"] == "team 'no-such-team' does not exist in organization acme"
+    web = next(r for r in hub.state()["repositories"]
+               if (r["namespace"], r["name"]) == ("acme", "web"))
+    assert web["teams"] == {"developers": "read"}
+    group_lists = [r for r in hub.requests() if r["path"] == "/v2/orgs/acme/groups"]
+    assert len(group_lists) == 1  # looked up once, then cached
+
+
+def test_adding_a_non_member_to_a_team_is_rejected_before_sending(
+    hub: Simulator, tmp_path: Path
+) -> None:
+    config = {"template": "add-team-member", "settings": {"org": "acme"}}
+    rows = [{"team": "developers", "username": "carol"},
+            {"team": "developers", "username": "dave"}]
+    summary = run(hub, tmp_path, config, rows)
+    assert (summary.counts.ok, summary.counts.rejected) == (1, 1)
+    [rejected] = lines(summary.outputs.rejects)
+    assert rejected["username"] == "dave"
+    assert "is not a member of the organization acme" in rejected["_sink_error"]
+    posts = [r for r in hub.requests() if r["method"] == "POST" and r["path"].endswith("/members")]
+    assert len(posts) == 1
