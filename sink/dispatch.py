@@ -1,0 +1,669 @@
+"""Sending requests to Docker Hub: classification, retries, pacing and concurrency.
+
+:func:`classify` is the one place that decides what a response means (DESIGN.md, "What a
+response means"). :class:`Dispatcher` sends :class:`~sink.model.Request` values on one
+``httpx.AsyncClient`` and turns each into an :class:`~sink.model.Outcome`:
+
+- 5xx answers, dropped connections and timeouts are retried with full-jitter exponential
+  backoff, up to ``max_attempts`` sends and ``max_elapsed`` seconds;
+- a 429 holds every worker back until its ``Retry-After`` ends (429s do not use up attempts;
+  the time limit still applies);
+- a POST or PATCH whose fate is unknown (see :data:`AMBIGUOUS_5XX` and :func:`may_have_arrived`)
+  is looked up before it is sent again: present → ok (``extra["recovered"]``), absent → sent
+  again, cannot tell → failed, never sent blindly;
+- a 409 or an "already exists" is looked up: present → ok (``extra["already_existed"]``);
+- a 401 after a fresh token exchange, or a personal access token on an endpoint that needs an
+  organization access token, raises :class:`~sink.errors.StopRun` (the run cannot go on).
+
+Secrets: for templates listed in ``secret_fields`` the dispatcher removes those fields from
+the response body it puts in the outcome (they become ``"***"``) and hands the values over in
+``outcome.extra["vault"]``, a :class:`~sink.outputs.VaultEntry` whose repr hides them and which
+JSON encoders refuse. The pipeline writes it to the vault before the record counts as done;
+nothing else should read it.
+
+:func:`make_client` builds the client, on :class:`HubTransport`: a lean HTTP/1.1 keep-alive
+transport that cuts httpx's CPU per request by about two thirds (see the comment above it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import http.cookiejar
+import os
+import random
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from sink.errors import CredentialsError, NeedsOrgToken, RetryLater, StopRun
+from sink.model import Outcome, Request, Status
+from sink.outputs import VaultEntry
+from sink.pacing import Pacer, backoff_delay, parse_retry_after
+from sink.redact import find_secrets, redact
+from sink.transport import HubTransport
+
+PAT_NOT_ALLOWED = "token issued from personal access token is not allowed"
+OAT_NOT_ALLOWED = "token issued from organization access token is not allowed"
+
+# Methods whose repetition can do something twice. PUT and DELETE (and reads) are idempotent.
+NON_IDEMPOTENT = frozenset({"POST", "PATCH"})
+
+# 5xx answers after which a POST/PATCH may or may not have taken effect. A gateway's 502/503/504
+# and an application's 500 can all come after the change was applied (DESIGN.md: "a 503 that
+# arrives after Hub applied the change"), so every 5xx counts except those that say the request
+# was not understood at all: 501 Not Implemented and 505 HTTP Version Not Supported.
+AMBIGUOUS_5XX = frozenset(range(500, 600)) - {501, 505}
+
+# Transport failures after which the request cannot have reached the server.
+_NOT_SENT: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+)
+# Transport failures that will not go away by sending again.
+_HOPELESS: tuple[type[Exception], ...] = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+
+Lookup = Callable[[Request], Awaitable[bool | None]]
+EventHook = Callable[[str, dict[str, Any]], None]
+
+
+class VerdictKind(enum.Enum):
+    """What to do with a response."""
+
+    OK = "ok"
+    REJECT = "reject"
+    RETRY = "retry"
+    CONFLICT = "conflict"
+    STOP = "stop"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The meaning of one response: its kind, Hub's message, and for 429 the delay asked for.
+
+    For ``STOP``, ``stop`` is the :class:`~sink.errors.StopRun` subclass to raise."""
+
+    kind: VerdictKind
+    message: str = ""
+    delay: float | None = None
+    stop: type[StopRun] | None = None
+
+    def error(self) -> StopRun:
+        """The exception that stops the run (for ``STOP`` verdicts)."""
+        return (self.stop or StopRun)(self.message)
+
+
+def parse_body(response: httpx.Response) -> Any:
+    """A response body as parsed JSON, else as text; ``None`` when empty."""
+    content = response.content
+    if not content:
+        return None
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return response.text
+
+
+def hub_message(response: httpx.Response, body: Any = None) -> str:
+    """Hub's error message, read leniently: ``message``, then ``detail``, then ``text``, with
+    ``errinfo``/``fields`` appended when present (REFERENCE.md §3); the raw text otherwise."""
+    if body is None:
+        body = parse_body(response)
+    status = f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        message = ""
+        for name in ("message", "detail", "text"):
+            value = body.get(name)
+            if isinstance(value, str) and value.strip():
+                message = value.strip()
+                break
+        details = []
+        for name in ("fields", "errinfo"):
+            value = body.get(name)
+            if value:
+                details.append(f"{name}: {orjson.dumps(value).decode()}")
+        if message or details:
+            return "; ".join([f"{status}: {message}" if message else status, *details])
+    if isinstance(body, str) and body.strip():
+        return f"{status}: {body.strip()[:300]}"
+    return f"{status} {response.reason_phrase}".strip()
+
+
+def classify(response: httpx.Response, now: float | None = None) -> Verdict:
+    """Decide what ``response`` means (DESIGN.md's table). ``now`` is the Unix time used to
+    read an ``X-Retry-After`` epoch (default: the current time)."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return Verdict(VerdictKind.OK)
+    if status == 429:
+        when = time.time() if now is None else now
+        return Verdict(
+            VerdictKind.RETRY,
+            "HTTP 429: rate limited by Docker Hub",
+            delay=parse_retry_after(response.headers, when),
+        )
+    if status >= 500:
+        return Verdict(VerdictKind.RETRY, hub_message(response))
+    message = hub_message(response)
+    lowered = message.lower()
+    if status == 401:
+        return Verdict(
+            VerdictKind.STOP,
+            f"Docker Hub refused the credentials ({message}). Check the connection's "
+            "identifier and secret.",
+            stop=CredentialsError,
+        )
+    if status == 403 and PAT_NOT_ALLOWED in lowered:
+        return Verdict(
+            VerdictKind.STOP,
+            "this operation needs an organization access token, and the connection uses a "
+            "personal access token. Set the connection's identifier to the organization name "
+            f"and its secret to an organization access token (dckr_oat_...). ({message})",
+            stop=NeedsOrgToken,
+        )
+    if status == 403 and OAT_NOT_ALLOWED in lowered:
+        # Every record of this template would meet the same refusal: stop, like the PAT case.
+        return Verdict(
+            VerdictKind.STOP,
+            "this operation does not accept an organization access token. Use a username "
+            f"with a personal access token instead. ({message})",
+            stop=StopRun,
+        )
+    if status == 409 or "already exists" in lowered:
+        return Verdict(VerdictKind.CONFLICT, message)
+    if status == 408:
+        return Verdict(VerdictKind.RETRY, message)
+    return Verdict(VerdictKind.REJECT, message)
+
+
+def may_have_arrived(exc: Exception) -> bool:
+    """Whether a request that failed with ``exc`` may have reached the server (and so may have
+    taken effect): false only for failures before or while connecting."""
+    return not isinstance(exc, _NOT_SENT)
+
+
+def describe(exc: BaseException) -> str:
+    """A short description of a transport failure."""
+    text = str(exc).strip()
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name
+
+
+@dataclass(slots=True)
+class DispatchStats:
+    """Running counts for progress display."""
+
+    ok: int = 0
+    rejected: int = 0
+    failed: int = 0
+    retries: int = 0
+    sent: int = 0  # HTTP requests sent, retries included
+    rate_limited: int = 0  # 429 answers received
+    lookups: int = 0
+    recovered: int = 0
+    in_flight: int = 0
+    rate_limit_wait: float = 0.0  # seconds during which every start was held back
+
+
+class _LookupFailed(Exception):
+    """The effect look-up met a transient failure (its answer is unknown, try again later)."""
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """The state of one request across its attempts."""
+
+    request: Request
+    started: float
+    attempts: int = 0
+    failures: int = 0
+    ambiguous: bool = False
+    error: str = ""
+    status: int | None = None
+
+
+class Dispatcher:
+    """Sends requests with retries, pacing and a concurrency limit (see the module docstring).
+
+    ``lookup(request)`` answers whether the request's effect is already there (True/False) or
+    ``None`` when that cannot be told. ``secret_fields`` maps a template id to the response
+    fields that are secrets. ``idempotent_templates`` names POST/PATCH templates that are safe
+    to send again without a look-up. ``on_event(name, data)`` is told about retries, 429s and
+    recoveries (never about plain successes, to keep the common path cheap).
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        concurrency: int = 16,
+        rate: float | None = None,
+        max_attempts: int = 6,
+        max_elapsed: float = 300.0,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        lookup: Lookup | None = None,
+        on_event: EventHook | None = None,
+        secret_fields: Mapping[str, tuple[str, ...]] | None = None,
+        idempotent_templates: Iterable[str] = (),
+        pacer: Pacer | None = None,
+        follow_quota: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.client = client
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.max_elapsed = max_elapsed
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.lookup = lookup
+        self.on_event = on_event
+        self.secret_fields = dict(secret_fields or {})
+        self.idempotent_templates = frozenset(idempotent_templates)
+        self.pacer = pacer or Pacer(
+            rate, follow_quota=follow_quota, clock=clock, wall=wall, sleep=sleep
+        )
+        self._clock = clock
+        self._wall = wall
+        self._sleep = sleep
+        self._uniform = (rng or random.Random()).uniform
+        self._stats = DispatchStats()
+        self._stopping = False
+        self._urls: dict[str, httpx.URL] = {}
+
+    @property
+    def stats(self) -> DispatchStats:
+        """The running counts (the same object each time, updated in place)."""
+        self._stats.rate_limit_wait = self.pacer.held_seconds
+        self._stats.in_flight = self.pacer.in_flight
+        return self._stats
+
+    def stop(self) -> None:
+        """Stop taking new requests; requests in flight finish and :meth:`run` ends."""
+        self._stopping = True
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called (or a worker hit a :class:`StopRun`)."""
+        return self._stopping
+
+    def _event(self, name: str, data: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(name, data)
+
+    # -- one request ------------------------------------------------------------------------
+
+    def _build(self, request: Request) -> httpx.Request:
+        headers = list(request.headers)
+        if request.body is not None and not any(
+            name.lower() == "content-type" for name, _ in headers
+        ):
+            headers.append(("Content-Type", "application/json"))
+        # Parsing a URL costs more than the rest of building the request; many runs send to
+        # one URL (creates in one namespace), so parsed URLs are kept.
+        url = self._urls.get(request.url)
+        if url is None:
+            if len(self._urls) >= 1024:
+                self._urls.clear()
+            url = self._urls[request.url] = httpx.URL(request.url)
+        return self.client.build_request(request.method, url, headers=headers, content=request.body)
+
+    async def send(self, request: Request) -> Outcome:
+        """Send one request until it has an outcome. Raises :class:`StopRun` when the run
+        cannot go on (credentials refused, an organization access token needed)."""
+        pacer = self.pacer
+        state = _Attempt(request, self._clock())
+        risky = (
+            request.method.upper() in NON_IDEMPOTENT
+            and request.template not in self.idempotent_templates
+        )
+        while True:
+            if state.ambiguous and risky:
+                try:
+                    found = await self._look_up(state)
+                except _LookupFailed:
+                    if not await self._backoff(state, state.error):
+                        return self._gave_up(state)
+                    continue
+                if found is None:
+                    return self._finish(
+                        state,
+                        Status.FAILED,
+                        error=(
+                            f"{state.error}; the request may have reached Docker Hub and "
+                            "whether it took effect cannot be looked up, so it was not sent "
+                            "again"
+                        ),
+                    )
+                if found:
+                    return self._recovered(state)
+                state.ambiguous = False  # not there: sending again is safe
+            try:
+                built = self._build(request)
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol, TypeError, ValueError) as exc:
+                return self._finish(state, Status.REJECTED, error=f"invalid request: {exc}")
+            await pacer.wait()
+            if state.attempts == 0:
+                state.started = self._clock()
+            state.attempts += 1
+            self._stats.sent += 1
+            try:
+                try:
+                    response = await self.client.send(built)
+                except BaseException:
+                    pacer.complete(None)  # whatever happened, this start is over
+                    raise
+            except _HOPELESS as exc:
+                return self._finish(state, Status.FAILED, error=describe(exc))
+            except httpx.TransportError as exc:
+                state.error = describe(exc)
+                state.status = None
+                if may_have_arrived(exc):
+                    state.ambiguous = True
+                if not await self._backoff(state, state.error):
+                    return self._gave_up(state)
+                continue
+            except RetryLater as exc:  # the token exchange answered 429 or 5xx
+                state.error = str(exc)
+                if exc.delay is not None:
+                    pacer.hold(exc.delay)
+                if not await self._backoff(state, state.error, sleep=exc.delay is None):
+                    return self._gave_up(state)
+                continue
+            except StopRun:
+                self._stopping = True
+                raise
+            except httpx.HTTPError as exc:  # decoding errors, too many redirects
+                return self._finish(state, Status.FAILED, error=describe(exc))
+            status = response.status_code
+            pacer.complete(response.headers if status < 500 and status != 429 else None)
+            if 200 <= status < 300:
+                return self._ok(state, response)
+            verdict = classify(response, self._wall())
+            kind = verdict.kind
+            state.status = status
+            state.error = verdict.message
+            if kind is VerdictKind.RETRY:
+                if status == 429:
+                    self._stats.rate_limited += 1
+                    delay = verdict.delay
+                    if delay is None:
+                        delay = max(1.0, self._backoff_delay(state.failures))
+                    if self._clock() + delay - state.started > self.max_elapsed:
+                        return self._gave_up(state)
+                    pacer.hold(delay)
+                    self._stats.retries += 1
+                    self._event("rate_limited", {"template": request.template, "delay": delay})
+                    continue
+                if status in AMBIGUOUS_5XX:
+                    state.ambiguous = True
+                if not await self._backoff(state, verdict.message):
+                    return self._gave_up(state)
+                continue
+            if kind is VerdictKind.STOP:
+                self._stopping = True
+                self._event("stop", {"template": request.template, "message": verdict.message})
+                raise verdict.error()
+            body = parse_body(response)
+            if kind is VerdictKind.CONFLICT:
+                try:
+                    found = await self._look_up(state)
+                except _LookupFailed:
+                    found = None
+                if found:
+                    return self._recovered(state, already_existed=not state.ambiguous)
+                return self._finish(state, Status.REJECTED, body=body, error=verdict.message)
+            # REJECT
+            if request.method.upper() == "DELETE" and status == 404 and state.ambiguous:
+                # An earlier attempt that got no clear answer deleted it.
+                outcome = self._finish(state, Status.OK, body=body)
+                outcome.extra["already_gone"] = True
+                return outcome
+            return self._finish(state, Status.REJECTED, body=body, error=verdict.message)
+
+    async def _look_up(self, state: _Attempt) -> bool | None:
+        """Whether the request's effect is there (``None``: cannot tell); raises
+        :class:`_LookupFailed` when the look-up itself met a transient failure."""
+        if self.lookup is None:
+            return None
+        self._stats.lookups += 1
+        try:
+            return await self.lookup(state.request)
+        except (httpx.TransportError, RetryLater) as exc:
+            state.error = f"{state.error}; the look-up failed ({describe(exc)})"
+            raise _LookupFailed from exc
+
+    def _backoff_delay(self, failures: int) -> float:
+        return backoff_delay(failures, self.backoff_base, self.backoff_cap, self._uniform)
+
+    async def _backoff(self, state: _Attempt, reason: str, *, sleep: bool = True) -> bool:
+        """Count a failed attempt and wait before the next; False when the limits are reached."""
+        delay = self._backoff_delay(state.failures) if sleep else 0.0
+        state.failures += 1
+        elapsed = self._clock() - state.started
+        if state.failures >= self.max_attempts or elapsed + delay > self.max_elapsed:
+            return False
+        self._stats.retries += 1
+        self._event(
+            "retry",
+            {
+                "template": state.request.template,
+                "attempt": state.attempts,
+                "reason": reason,
+                "delay": delay,
+            },
+        )
+        if delay > 0:
+            await self._sleep(delay)
+        return True
+
+    def _gave_up(self, state: _Attempt) -> Outcome:
+        tries = "attempt" if state.attempts == 1 else "attempts"
+        error = f"gave up after {state.attempts} {tries}: {state.error}"
+        if state.ambiguous and state.request.method.upper() in NON_IDEMPOTENT:
+            error += " (the request may have reached Docker Hub; check before sending it again)"
+        return self._finish(state, Status.FAILED, error=error)
+
+    def _finish(
+        self, state: _Attempt, status: Status, *, body: Any = None, error: str | None = None
+    ) -> Outcome:
+        request = state.request
+        if status is Status.OK:
+            self._stats.ok += 1
+        elif status is Status.REJECTED:
+            self._stats.rejected += 1
+        else:
+            self._stats.failed += 1
+        fields = self.secret_fields.get(request.template)
+        if fields and body is not None:
+            body = redact(body, fields)
+        return Outcome(
+            keys=request.keys,
+            status=status,
+            http_status=state.status,
+            body=body,
+            error=error,
+            attempts=state.attempts,
+            duration=max(0.0, self._clock() - state.started),
+            template=request.template,
+        )
+
+    def _ok(self, state: _Attempt, response: httpx.Response) -> Outcome:
+        request = state.request
+        state.status = response.status_code
+        body = parse_body(response)
+        fields = self.secret_fields.get(request.template)
+        entry = None
+        if fields and body is not None:
+            secrets = find_secrets(body, fields)
+            if secrets:
+                entry = VaultEntry.from_body(request.keys, request.template, body, secrets)
+        outcome = self._finish(state, Status.OK, body=body)
+        if entry is not None:
+            outcome.extra["vault"] = entry
+        elif fields:
+            outcome.extra["secret_missing"] = True
+        return outcome
+
+    def _recovered(self, state: _Attempt, *, already_existed: bool = False) -> Outcome:
+        request = state.request
+        self._stats.recovered += 1
+        outcome = self._finish(state, Status.OK)
+        outcome.extra["already_existed" if already_existed else "recovered"] = True
+        if self.secret_fields.get(request.template) and already_existed:
+            outcome.extra["secret_missing"] = True
+        elif self.secret_fields.get(request.template):
+            # The response that carried the secret never arrived: it exists, but is lost.
+            outcome.extra["secret_lost"] = True
+            outcome.error = (
+                "created, but the response carrying its secret was lost; revoke it and "
+                "create it again to get a secret"
+            )
+        self._event(
+            "recovered",
+            {
+                "template": request.template,
+                "keys": request.keys,
+                "already_existed": already_existed,
+            },
+        )
+        return outcome
+
+    # -- many requests ----------------------------------------------------------------------
+
+    async def run(
+        self, requests: AsyncIterable[Request] | Iterable[Request]
+    ) -> AsyncIterator[Outcome]:
+        """Send every request with at most ``concurrency`` in flight, yielding outcomes as they
+        complete. After :meth:`stop` no new request is taken and the run ends once the
+        requests in flight are done. A :class:`StopRun` (or a failure of the request source)
+        stops the run the same way; it is raised after every finished outcome was yielded.
+        The request that caused it has no outcome. Leaving the loop early cancels the
+        requests in flight."""
+        self._stopping = False
+        source = _Source(requests)
+        results: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=self.concurrency)
+        failures: list[BaseException] = []
+
+        async def worker() -> None:
+            try:
+                while not self._stopping:
+                    request = await source.next()
+                    if request is None:
+                        break
+                    await results.put(await self.send(request))
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - re-raised by run() once drained
+                failures.append(exc)
+                self._stopping = True
+            await results.put(None)
+
+        workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
+        try:
+            running = len(workers)
+            while running:
+                item = await results.get()
+                if item is None:
+                    running -= 1
+                else:
+                    yield item
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        if failures:
+            raise failures[0]
+
+
+class _Source:
+    """Hands out requests from a sync or async iterable to many workers, one at a time."""
+
+    def __init__(self, requests: AsyncIterable[Request] | Iterable[Request]) -> None:
+        self._sync = iter(requests) if isinstance(requests, Iterable) else None
+        self._async = aiter(requests) if isinstance(requests, AsyncIterable) else None
+        self._lock = asyncio.Lock()
+        self._done = False
+
+    async def next(self) -> Request | None:
+        if self._done:
+            return None
+        if self._sync is not None:
+            request = next(self._sync, None)
+        else:
+            assert self._async is not None
+            async with self._lock:  # an async generator cannot be advanced concurrently
+                if self._done:
+                    return None
+                request = await anext(self._async, None)
+        if request is None:
+            self._done = True
+        return request
+
+
+class _NoCookies(http.cookiejar.CookieJar):
+    """A cookie jar that keeps nothing. Hub's API does not use cookies, and httpx's cookie
+    extraction rebuilds every response's headers as an email message (tens of µs each)."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+
+_PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "ALL_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "all_proxy",
+)
+
+
+def make_client(
+    base_url: str,
+    auth: httpx.Auth | None = None,
+    concurrency: int = 16,
+    timeout: float = 30.0,
+    *,
+    headers: Mapping[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` for the dispatcher: one keep-alive connection per concurrent
+    request on the lean :class:`HubTransport` (httpx's own transport when a proxy is set in
+    the environment), a connect timeout shorter than the read timeout, and no pool timeout
+    (waiting for a connection is the concurrency limit at work, not a failure)."""
+    pool = max(1, concurrency)
+    timeouts = httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None)
+    default_headers = {"Accept": "application/json", "User-Agent": "sink/0.1"}
+    default_headers.update(headers or {})
+    proxied = any(os.environ.get(name) for name in _PROXY_VARIABLES)
+    if transport is None and not proxied:
+        transport = HubTransport(max_connections=pool)
+    # httpx's pool rescans every connection per request: keep it at 32 or fewer (DESIGN.md).
+    limits = httpx.Limits(
+        max_connections=min(pool, 32), max_keepalive_connections=min(pool, 32), keepalive_expiry=4.0
+    )
+    return httpx.AsyncClient(
+        base_url=base_url,
+        auth=auth,
+        limits=limits,
+        timeout=timeouts,
+        headers=default_headers,
+        transport=transport,
+        follow_redirects=False,
+        trust_env=proxied,
+        cookies=_NoCookies(),
+    )

@@ -1,0 +1,305 @@
+"""Rate-limit arithmetic and the pacer that spaces requests out.
+
+Docker Hub limits a credential to a number of requests per minute and says where it stands on
+every response that is not throttled: ``X-RateLimit-Limit`` (per minute),
+``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (the Unix time the window resets). A
+throttled response is a 429 with ``Retry-After`` (seconds, or an HTTP date) or, in older
+revisions, ``X-Retry-After`` (a Unix time).
+
+The functions here are pure arithmetic over explicit clocks. :class:`Pacer` applies them to a
+run: it hands every request a start time (a slot) so that
+
+- a configured rate (requests per second) is never exceeded;
+- the quota Hub says is left is spread evenly over the time until it resets, so a run uses
+  the quota without running into it (requests in flight count as already spent);
+- after a 429 nobody sends before the server's ``Retry-After`` ends (a shared "not before").
+
+Until the first rate-limit headers of a window are known, one request goes alone (a probe) and
+the others wait for its answer, so a small quota is not blown by the first burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from email.utils import parsedate_to_datetime
+
+# Values of X-Retry-After below this are read as seconds, above it as a Unix time (lenient:
+# the spec says epoch, some servers send a delay). 1e9 s is September 2001.
+_EPOCH_THRESHOLD = 1e9
+
+# How far ahead of the even spread of Hub's quota a run may get (seconds of quota). When the
+# quota is plentiful this means no waiting at all; when it binds, a burst of this many seconds'
+# worth of requests at most, and never more than what is left before the reset.
+QUOTA_TOLERANCE = 1.0
+
+# Sent this long after the advertised reset: X-RateLimit-Reset is a whole second and the
+# server's window may end a fraction after it. Costs well under 1% of a one-minute window.
+RESET_GUARD = 0.1
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value from any mapping; case-insensitive (``name`` is lowercase)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, item in headers.items():
+        if key.lower() == name:
+            return item
+    return None
+
+
+def _float(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds to wait according to a throttled response, or ``None`` if it does not say.
+
+    ``Retry-After`` is read as seconds or as an HTTP date; if it is absent or unreadable,
+    ``X-Retry-After`` is read as a Unix time (or as seconds when it is too small to be one).
+    ``now`` is the current Unix time. Never negative.
+    """
+    retry_after = header(headers, "retry-after")
+    if retry_after is not None:
+        seconds = _float(retry_after)
+        if seconds is not None:
+            return max(0.0, seconds)
+        try:
+            when = parsedate_to_datetime(retry_after.strip())
+        except (TypeError, ValueError, IndexError):
+            when = None
+        if when is not None and when.tzinfo is not None:
+            return max(0.0, when.timestamp() - now)
+    value = _float(header(headers, "x-retry-after"))
+    if value is None:
+        return None
+    if value >= _EPOCH_THRESHOLD * 1000:  # milliseconds since the epoch
+        value /= 1000
+    if value >= _EPOCH_THRESHOLD:
+        return max(0.0, value - now)
+    return max(0.0, value)
+
+
+def parse_quota(headers: Mapping[str, str]) -> tuple[float, float, float | None] | None:
+    """``(remaining, reset_epoch, limit)`` from the ``X-RateLimit-*`` headers, or ``None``
+    when ``Remaining`` or ``Reset`` is missing or unreadable."""
+    remaining = _float(header(headers, "x-ratelimit-remaining"))
+    reset = _float(header(headers, "x-ratelimit-reset"))
+    if remaining is None or reset is None:
+        return None
+    return max(0.0, remaining), reset, _float(header(headers, "x-ratelimit-limit"))
+
+
+def quota_interval(remaining: float, window: float) -> float:
+    """Seconds between request starts so that ``remaining`` requests last ``window`` seconds.
+
+    ``0.0`` when the window is over (nothing is known about the next one); ``math.inf`` when
+    nothing is left before the window ends.
+    """
+    if window <= 0:
+        return 0.0
+    if remaining < 1:
+        return math.inf
+    return window / remaining
+
+
+def backoff_delay(
+    attempt: int, base: float, cap: float, uniform: Callable[[float, float], float]
+) -> float:
+    """Full-jitter exponential backoff: a uniform draw in ``[0, min(cap, base * 2**attempt)]``
+    (``attempt`` counts failures so far, from 0)."""
+    ceiling = min(cap, base * 2.0 ** min(attempt, 62))
+    return uniform(0.0, ceiling)
+
+
+class Schedule:
+    """Pure slot arithmetic: hands out start times at least ``interval`` apart, never before
+    ``not_before``. Slots are virtual: lateness of one waker does not shift the others."""
+
+    __slots__ = ("next", "not_before")
+
+    def __init__(self) -> None:
+        self.next = -math.inf
+        self.not_before = -math.inf
+
+    def reserve(self, now: float, interval: float, tolerance: float = 0.0) -> float:
+        """Reserve the earliest slot at or after ``now``; the next one is ``interval`` later.
+
+        ``tolerance`` lets a slot run up to that many seconds ahead of the even schedule (a
+        burst of ``tolerance / interval`` starts), as in the generic cell rate algorithm."""
+        slot = max(now, self.next - tolerance, self.not_before)
+        self.next = max(slot, self.next) + interval
+        return slot
+
+    def hold(self, until: float) -> bool:
+        """Nobody starts before ``until``. Returns whether this moved the shared instant."""
+        if until <= self.not_before:
+            return False
+        self.not_before = until
+        # Slots reserved before the hold are re-reserved by their holders after it.
+        self.next = until
+        return True
+
+
+class Pacer:
+    """Spaces request starts by a fixed rate, by Hub's advertised quota and by 429 holds.
+
+    Use: ``await pacer.wait()`` before sending, then ``pacer.complete(headers)`` when the
+    answer is known (``None`` for a failure or a 429: no news about the quota);
+    ``pacer.hold(seconds)`` after a 429. ``clock`` is monotonic, ``wall`` is Unix time,
+    ``sleep`` is awaited to wait: all three are injectable so that the arithmetic can be tested
+    without sleeping.
+    """
+
+    def __init__(
+        self,
+        rate: float | None = None,
+        *,
+        follow_quota: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        if rate is not None and rate <= 0:
+            raise ValueError("rate must be positive")
+        self.min_interval = 1.0 / rate if rate else 0.0
+        self.follow_quota = follow_quota
+        self._clock = clock
+        self._wall = wall
+        self._sleep = sleep
+        self.schedule = Schedule()
+        self.in_flight = 0
+        # The quota: an estimate of the requests left until ``reset_at`` (monotonic seconds).
+        self.remaining: float | None = None
+        self.reset_at = -math.inf
+        self.limit: float | None = None
+        # Whether the server sends X-RateLimit-* at all (None: not known yet).
+        self.reports_quota: bool | None = None
+        self._probe_out = False
+        self._probe_done: asyncio.Event | None = None
+        self._holds = 0
+        self._waiting = 0  # requests with a reserved slot, not yet started
+        self.held_seconds = 0.0  # wall time during which every start was held back
+        self._held_until = -math.inf
+
+    # -- what the server says ---------------------------------------------------------------
+
+    def _quota_known(self, now: float) -> bool:
+        return self.remaining is not None and now < self.reset_at
+
+    def complete(self, headers: Mapping[str, str] | None) -> None:
+        """A request started by :meth:`wait` is over; ``headers`` are its response's, or
+        ``None`` when it tells nothing about the quota (a failure, a 429, a 5xx)."""
+        self.in_flight -= 1
+        if headers is not None and self.follow_quota:
+            quota = parse_quota(headers)
+            if quota is not None:
+                self.reports_quota = True
+                self._observe(*quota)
+            elif self.reports_quota is None:
+                self.reports_quota = False
+        if self._probe_out:
+            self._release_probe()
+
+    def _release_probe(self) -> None:
+        self._probe_out = False
+        if self._probe_done is not None:
+            self._probe_done.set()
+            self._probe_done = None
+
+    def _observe(self, remaining: float, reset_epoch: float, limit: float | None) -> None:
+        now = self._clock()
+        reset_at = now + (reset_epoch - self._wall())
+        if reset_at <= now:
+            return
+        # Requests in flight, or about to start in a reserved slot, may not have been counted
+        # yet: count them as spent.
+        left = remaining - self.in_flight - self._waiting
+        if self._quota_known(now) and abs(reset_at - self.reset_at) < 1.0:
+            # The same window: answers arrive out of order, so trust the lowest figure.
+            self.remaining = min(self.remaining or 0.0, left)
+        elif not self._quota_known(now) or reset_at > self.reset_at:
+            self.remaining = left
+            self.reset_at = reset_at
+        self.limit = limit
+
+    def hold(self, seconds: float) -> None:
+        """Nobody starts for ``seconds`` (a 429's ``Retry-After``); the quota is re-learnt after."""
+        now = self._clock()
+        self.remaining = None
+        self._hold_until(now + max(0.0, seconds), now)
+
+    def _hold_until(self, until: float, now: float) -> None:
+        self._account(until, now)
+        if self.schedule.hold(until):
+            self._holds += 1
+
+    def _account(self, until: float, now: float) -> None:
+        # Wall time during which nothing could start, each stretch counted once.
+        start = max(now, self._held_until)
+        if until > start:
+            self.held_seconds += until - start
+            self._held_until = until
+
+    # -- taking a slot ----------------------------------------------------------------------
+
+    def interval(self, now: float) -> float:
+        """The spacing after a start at ``now``: the fixed rate's, or the quota's if wider."""
+        if self.remaining is None or now >= self.reset_at:
+            return self.min_interval
+        quota = quota_interval(self.remaining, self.reset_at - now)
+        return self.min_interval if math.isinf(quota) else max(self.min_interval, quota)
+
+    async def wait(self) -> None:
+        """Wait for this request's slot. Every call must be followed by :meth:`complete`."""
+        clock = self._clock
+        probe = False
+        try:
+            while True:
+                now = clock()
+                if self.follow_quota:
+                    if self.remaining is not None and self.remaining < 1 and now < self.reset_at:
+                        # The quota is spent: wait for the reset, then learn the new window.
+                        self._account(self.reset_at + RESET_GUARD, now)
+                        await self._sleep(self.reset_at + RESET_GUARD - now)
+                        continue
+                    if not probe and self.reports_quota is not False and not self._quota_known(now):
+                        if self._probe_out:
+                            # Another request is finding out what the quota is: wait for it.
+                            if self._probe_done is None:
+                                self._probe_done = asyncio.Event()
+                            await self._probe_done.wait()
+                            continue
+                        self._probe_out = probe = True
+                schedule = self.schedule
+                # A configured rate is kept strictly; the quota's spread may run a little ahead.
+                tolerance = QUOTA_TOLERANCE if self.min_interval == 0.0 else 0.0
+                earliest = max(now, schedule.next - tolerance, schedule.not_before)
+                slot = schedule.reserve(now, self.interval(earliest), tolerance)
+                if self.remaining is not None:
+                    self.remaining -= 1
+                if slot <= now:
+                    break
+                holds = self._holds
+                self._waiting += 1
+                try:
+                    await self._sleep(slot - now)
+                finally:
+                    self._waiting -= 1
+                if holds == self._holds or clock() >= self.schedule.not_before:
+                    break
+                # A hold was placed while this request slept: queue again behind it.
+        except BaseException:
+            if probe:
+                self._release_probe()
+            raise
+        self.in_flight += 1

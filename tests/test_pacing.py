@@ -1,0 +1,345 @@
+"""Rate-limit arithmetic and the pacer, on fixed and fake clocks (nothing really sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sink.pacing import (
+    QUOTA_TOLERANCE,
+    RESET_GUARD,
+    Pacer,
+    Schedule,
+    backoff_delay,
+    parse_quota,
+    parse_retry_after,
+    quota_interval,
+)
+
+NOW = 1_700_000_000.0  # a fixed Unix time
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class FakeClock:
+    """Monotonic and wall clocks that move only when someone sleeps."""
+
+    def __init__(self, start: float = 100.0, wall_offset: float = NOW - 100.0) -> None:
+        self.now = start
+        self.wall_offset = wall_offset
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return self.now + self.wall_offset
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
+def make_pacer(clock: FakeClock, rate: float | None = None, follow_quota: bool = True) -> Pacer:
+    return Pacer(
+        rate, follow_quota=follow_quota, clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep
+    )
+
+
+def quota_headers(remaining: int, reset_epoch: float, limit: int = 100) -> dict[str, str]:
+    return {
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(remaining),
+        "X-RateLimit-Reset": str(int(reset_epoch)),
+    }
+
+
+# -- parse_retry_after ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "7"}, 7.0),
+        ({"retry-after": "2.5"}, 2.5),
+        ({"Retry-After": " 0 "}, 0.0),
+        ({"Retry-After": "-3"}, 0.0),
+        ({"X-Retry-After": str(int(NOW) + 12)}, 12.0),
+        ({"X-Retry-After": str(int(NOW) - 12)}, 0.0),
+        ({"X-Retry-After": str(int(NOW * 1000) + 4000)}, 4.0),  # milliseconds
+        ({"X-Retry-After": "30"}, 30.0),  # too small to be a date: seconds
+        ({"Retry-After": "5", "X-Retry-After": str(int(NOW) + 60)}, 5.0),  # Retry-After wins
+        ({"Retry-After": "soon", "X-Retry-After": str(int(NOW) + 9)}, 9.0),
+        ({}, None),
+        ({"Retry-After": "soon"}, None),
+        ({"Retry-After": "nan"}, None),
+    ],
+)
+def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
+    assert parse_retry_after(headers, NOW) == expected
+
+
+def test_parse_retry_after_reads_an_http_date() -> None:
+    when = datetime.fromtimestamp(NOW + 90, tz=UTC)
+    assert parse_retry_after({"Retry-After": format_datetime(when, usegmt=True)}, NOW) == 90.0
+    past = datetime.fromtimestamp(NOW - 90, tz=UTC)
+    assert parse_retry_after({"Retry-After": format_datetime(past, usegmt=True)}, NOW) == 0.0
+
+
+@given(st.integers(min_value=0, max_value=10**6))
+def test_parse_retry_after_seconds_round_trip(seconds: int) -> None:
+    assert parse_retry_after({"Retry-After": str(seconds)}, NOW) == float(seconds)
+
+
+# -- quota arithmetic -------------------------------------------------------------------------
+
+
+def test_parse_quota() -> None:
+    assert parse_quota(quota_headers(40, NOW + 30, 100)) == (40.0, float(int(NOW + 30)), 100.0)
+    assert parse_quota({"x-ratelimit-remaining": "3", "x-ratelimit-reset": "17"}) == (
+        3.0,
+        17.0,
+        None,
+    )
+    assert parse_quota({"X-RateLimit-Remaining": "-1", "X-RateLimit-Reset": "5"}) == (
+        0.0,
+        5.0,
+        None,
+    )
+    assert parse_quota({"X-RateLimit-Remaining": "3"}) is None
+    assert parse_quota({"X-RateLimit-Remaining": "x", "X-RateLimit-Reset": "5"}) is None
+
+
+@pytest.mark.parametrize(
+    ("remaining", "window", "expected"),
+    [
+        (60, 60.0, 1.0),
+        (120, 60.0, 0.5),
+        (1, 30.0, 30.0),
+        (0, 30.0, math.inf),
+        (0.5, 30.0, math.inf),
+        (10, 0.0, 0.0),
+        (10, -5.0, 0.0),
+    ],
+)
+def test_quota_interval(remaining: float, window: float, expected: float) -> None:
+    assert quota_interval(remaining, window) == expected
+
+
+@given(
+    st.integers(min_value=1, max_value=100_000),
+    st.floats(min_value=0.001, max_value=3600, allow_nan=False),
+)
+def test_quota_interval_spreads_the_quota_exactly_over_the_window(
+    remaining: int, window: float
+) -> None:
+    assert quota_interval(remaining, window) * remaining == pytest.approx(window)
+
+
+def test_backoff_delay_is_full_jitter_under_a_cap() -> None:
+    upper = lambda low, high: high  # noqa: E731 - the largest draw
+    lower = lambda low, high: low  # noqa: E731
+    assert [backoff_delay(n, 0.5, 30.0, upper) for n in range(8)] == [
+        0.5,
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        16.0,
+        30.0,
+        30.0,
+    ]
+    assert backoff_delay(5, 0.5, 30.0, lower) == 0.0
+    assert backoff_delay(10_000, 0.5, 30.0, upper) == 30.0  # no overflow
+
+
+# -- Schedule ---------------------------------------------------------------------------------
+
+
+def test_schedule_spaces_slots_and_never_goes_back() -> None:
+    schedule = Schedule()
+    assert [schedule.reserve(10.0, 0.5) for _ in range(3)] == [10.0, 10.5, 11.0]
+    # Idle time is not saved up as a burst.
+    assert schedule.reserve(20.0, 0.5) == 20.0
+    assert schedule.reserve(20.0, 0.5) == 20.5
+
+
+def test_schedule_tolerance_allows_a_bounded_burst() -> None:
+    schedule = Schedule()
+    slots = [schedule.reserve(10.0, 0.5, tolerance=1.0) for _ in range(5)]
+    # Two intervals' worth of tolerance: three starts at once, then back to the spacing.
+    assert slots == [10.0, 10.0, 10.0, 10.5, 11.0]
+
+
+def test_schedule_hold_moves_every_later_slot() -> None:
+    schedule = Schedule()
+    schedule.reserve(10.0, 1.0)
+    assert schedule.hold(15.0) is True
+    assert schedule.hold(12.0) is False  # an earlier hold does not shorten a later one
+    assert schedule.reserve(11.0, 1.0) == 15.0
+    assert schedule.reserve(11.0, 1.0) == 16.0
+
+
+# -- Pacer ------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_pacer_without_limits_never_sleeps() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock, follow_quota=False)
+    for _ in range(100):
+        await pacer.wait()
+    assert clock.sleeps == []
+    assert pacer.in_flight == 100
+
+
+@pytest.mark.anyio
+async def test_pacer_fixed_rate_spaces_starts() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock, rate=4.0, follow_quota=False)
+    starts = []
+    for _ in range(5):
+        await pacer.wait()
+        starts.append(clock.now)
+        pacer.complete(None)
+    assert starts == pytest.approx([100.0, 100.25, 100.5, 100.75, 101.0])
+
+
+@pytest.mark.anyio
+async def test_pacer_spreads_the_remaining_quota_until_the_reset() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock)
+    await pacer.wait()  # the probe
+    pacer.complete(quota_headers(remaining=10, reset_epoch=clock.wall() + 20))
+    starts = []
+    for _ in range(10):
+        await pacer.wait()
+        starts.append(clock.now)
+        pacer.complete({})
+    # Even spread: the k-th start is never more than the tolerance ahead of 100 + 2k ...
+    for k, start in enumerate(starts):
+        assert start >= 100.0 + 2.0 * k - QUOTA_TOLERANCE - 1e-9
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps[2:] == pytest.approx([2.0] * 7, rel=0.1)
+    # ... and the quota is used up before the reset, not after it.
+    assert starts[-1] <= 100.0 + 20
+
+
+@pytest.mark.anyio
+async def test_pacer_counts_requests_in_flight_as_spent() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock)
+    for _ in range(5):
+        pacer.in_flight += 1  # five requests still out
+    await pacer.wait()
+    pacer.complete(quota_headers(remaining=10, reset_epoch=clock.wall() + 60))
+    # 10 left, 5 of them possibly already taken by the requests in flight.
+    assert pacer.remaining == 5
+    assert pacer.interval(clock.now) == pytest.approx(12.0)
+
+
+@pytest.mark.anyio
+async def test_pacer_waits_for_the_reset_when_the_quota_is_spent() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock)
+    await pacer.wait()
+    reset = clock.wall() + 30
+    pacer.complete(quota_headers(remaining=0, reset_epoch=reset))
+    await pacer.wait()
+    assert clock.wall() >= reset + RESET_GUARD
+    assert pacer.held_seconds == pytest.approx(30 + RESET_GUARD)
+
+
+@pytest.mark.anyio
+async def test_pacer_probe_goes_alone_until_the_quota_is_known() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock)
+    await pacer.wait()  # the first request probes
+    second = asyncio.create_task(pacer.wait())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not second.done()  # held back until the probe's answer
+    pacer.complete(quota_headers(remaining=50, reset_epoch=clock.wall() + 60))
+    await asyncio.wait_for(second, 1)
+    assert pacer.in_flight == 1
+
+
+@pytest.mark.anyio
+async def test_pacer_stops_probing_for_a_server_without_quota_headers() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock)
+    await pacer.wait()
+    pacer.complete({"Content-Type": "application/json"})
+    assert pacer.reports_quota is False
+    for _ in range(10):
+        await pacer.wait()  # would block forever if every request were a probe
+    assert pacer.in_flight == 10
+    assert clock.sleeps == []
+
+
+@pytest.mark.anyio
+async def test_pacer_cancelled_probe_releases_the_others() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock, rate=0.001)  # the second slot is far away: the probe sleeps
+    await pacer.wait()
+    pacer.complete(None)  # no quota news: the next request probes again
+    blocked = asyncio.Event()
+
+    async def never(seconds: float) -> None:
+        blocked.set()
+        await asyncio.Event().wait()
+
+    pacer._sleep = never
+    probe = asyncio.create_task(pacer.wait())
+    await blocked.wait()
+    other = asyncio.create_task(pacer.wait())
+    await asyncio.sleep(0)
+    probe.cancel()
+    pacer._sleep = clock.sleep
+    await asyncio.wait_for(other, 1)
+    assert pacer.in_flight == 1
+
+
+@pytest.mark.anyio
+async def test_pacer_hold_keeps_everyone_back_until_it_ends() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock, follow_quota=False)
+    await pacer.wait()
+    pacer.complete(None)
+    pacer.hold(7.5)
+    await pacer.wait()
+    assert clock.now >= 107.5
+    assert pacer.held_seconds == pytest.approx(7.5)
+
+
+@pytest.mark.anyio
+async def test_pacer_sleeper_requeues_behind_a_hold_placed_while_it_slept() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock, rate=1.0, follow_quota=False)
+    await pacer.wait()  # slot 100
+    original_sleep = clock.sleep
+
+    async def sleep_then_hold(seconds: float) -> None:
+        pacer._sleep = original_sleep
+        pacer.hold(10.0)  # a 429 arrives while this request waits for its slot (101)
+        await original_sleep(seconds)
+
+    pacer._sleep = sleep_then_hold
+    await pacer.wait()
+    assert clock.now >= 110.0  # not at 101: the hold placed at 100 runs until 110
+
+
+def test_pacer_rejects_a_non_positive_rate() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        Pacer(0.0)
