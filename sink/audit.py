@@ -37,7 +37,7 @@ class AuditLog:
         self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
 
     def _write(self, line: dict[str, Any]) -> None:
-        self._file.write(orjson.dumps(self.redactor.scrub(line), default=str) + b"\n")
+        self._file.write(self.redactor.json_line(line))
 
     def _base(self, request: Request) -> dict[str, Any]:
         body: Any = None

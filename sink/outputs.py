@@ -169,8 +169,8 @@ class ResponsesFile:
 
     def write(self, outcome: Outcome) -> None:
         """Append the line for ``outcome``."""
-        line = response_line(outcome, self.secret_fields, self.redactor)
-        self._file.write(orjson.dumps(line) + b"\n")
+        line = response_line(outcome, self.secret_fields)
+        self._file.write(self.redactor.json_line(line))
         self.written += 1
 
     def close(self) -> None:

@@ -15,6 +15,8 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+import orjson
+
 REDACTED = "***"
 
 # Docker Hub access tokens and compact JWTs (three base64url parts, the first two JSON objects,
@@ -99,6 +101,8 @@ class Redactor:
         """Remember ``secret`` so that it is replaced wherever it appears."""
         if len(secret) >= _MIN_SECRET_LENGTH and secret not in self._secrets:
             self._secrets.add(secret)
+            # Its JSON-escaped form too, so that :meth:`json_line` finds it in serialised text.
+            self._secrets.add(orjson.dumps(secret).decode()[1:-1])
             # Longest first, so that a secret containing another is replaced whole.
             ordered = sorted(self._secrets, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
@@ -114,6 +118,12 @@ class Redactor:
         if self._pattern is not None:
             text = self._pattern.sub(REDACTED, text)
         return _SECRET_SHAPES.sub(REDACTED, text)
+
+    def json_line(self, value: Any) -> bytes:
+        """``value`` as one JSON line with every secret replaced: the same result as
+        :meth:`scrub` then serialising, at a fraction of the cost (one pass over the text)."""
+        text = orjson.dumps(value, default=str).decode()
+        return (self(text) + "\n").encode()
 
     def scrub(self, value: Any) -> Any:
         """Apply the redactor to every string inside a parsed JSON value (keys included)."""
