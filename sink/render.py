@@ -122,6 +122,9 @@ class Renderer:
         self._origin = base_url.rstrip("/")
         self._path = path
         self._headers = headers
+        self._json_static = JSON_HEADERS + headers.static
+        self._last_path: str | None = None
+        self._last_url = ""
         self._raw_body = _body_function(body_mode, body)
         self._fused: Callable[[Any], Any] | None = None
         self._operation = operation
@@ -217,13 +220,20 @@ class Renderer:
         keys: tuple[str, ...],
         indexes: tuple[int, ...],
     ) -> Request:
-        url = self._origin + path if path[:1] == "/" else self._absolute(path)
+        # Most templates have a constant path and headers: reuse the URL and the header tuple.
+        if path is self._last_path:
+            url = self._last_url
+        else:
+            url = self._origin + path if path[:1] == "/" else self._absolute(path)
+            self._last_path, self._last_url = path, url
         if body is None:
             return Request(self.method, url, headers, None, keys, self.template_id, indexes)
-        return Request(
-            self.method, url, JSON_HEADERS + headers, orjson.dumps(body, default=_json_default),
-            keys, self.template_id, indexes,
-        )
+        if headers is self._headers.static:
+            headers = self._json_static
+        else:
+            headers = JSON_HEADERS + headers
+        payload = orjson.dumps(body, default=_json_default)
+        return Request(self.method, url, headers, payload, keys, self.template_id, indexes)
 
     def _absolute(self, path: str) -> str:
         if path.startswith("/"):
@@ -295,51 +305,54 @@ def fused_body(
     fields = schema.compile_fields(operation)
     if fields is None:
         return None
-    entries: list[tuple[str, int, Any, Callable[[Any], Any]]] = []
+    constants: dict[str, Any] = {}  # checked once, here
+    lookups: list[tuple[str, str, Callable[[Any], Any], bool]] = []
+    expressions: list[tuple[str, Callable[[Any], Any], Callable[[Any], Any], bool]] = []
     for key, item in template.items():
-        check = fields.check.get(str(key))
+        name = str(key)
+        check = fields.check.get(name)
         if check is None:
             return None
         const, value = compile_value(item, settings)
+        needed = name in fields.required
         if const:
             if value is ABSENT:
                 continue
             try:
-                entries.append((str(key), 0, check(value), check))
+                constants[name] = check(value)
             except schema.FieldInvalid:
                 return None
         elif is_record_lookup(item):
-            entries.append((str(key), 1, lookup_name(item), check))
+            lookups.append((name, lookup_name(item), check, needed))
         else:
-            entries.append((str(key), 2, value, check))
-    required = fields.required
+            expressions.append((name, value, check, needed))
+    placed = set(constants) | {e[0] for e in lookups} | {e[0] for e in expressions}
+    if not fields.required <= placed:
+        return None  # a required field the template never sets: the slow path says so
     plain = compile_value(template, settings)
 
-    def build(data: Mapping[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        get = data.get
-        for key, kind, payload, check in entries:
-            if kind == 0:
-                out[key] = payload
-                continue
-            if kind == 1:
-                value = get(payload)
-                if value is None or value == "":
-                    continue
-            else:
-                value = payload(data)
-                if value is ABSENT:
-                    continue
-            out[key] = check(value)
-        if not required <= out.keys():
-            raise schema.FieldInvalid
-        return out
-
     def checked(data: Mapping[str, Any]) -> Any:
+        # Constants come first: key order means nothing in a JSON object.
+        out = constants.copy()
+        get = data.get
         try:
-            return build(data)
+            for key, name, check, needed in lookups:
+                value = get(name)
+                if value is None or value == "":
+                    if needed:
+                        raise schema.FieldInvalid([])
+                    continue
+                out[key] = check(value)
+            for key, expression, check, needed in expressions:
+                value = expression(data)
+                if value is ABSENT:
+                    if needed:
+                        raise schema.FieldInvalid([])
+                    continue
+                out[key] = check(value)
         except schema.FieldInvalid:
             return whole(evaluate(plain, data))
+        return out
 
     return checked
 

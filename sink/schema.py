@@ -210,12 +210,17 @@ def _operation(spec: dict[str, Any], method: str, path: str, raw: dict[str, Any]
 # --------------------------------------------------------------------------- compiling
 
 
-class _Invalid(Exception):
-    """Internal: the problems found, each a (reversed path, rule) pair."""
+class FieldInvalid(Exception):
+    """A value a compiled checker refused: the problems found, each a (reversed path, rule)
+    pair. Callers of :func:`compile_fields` catch it and run the whole-body checker, which turns
+    the problems into a :class:`ValidationError` naming every field."""
 
     def __init__(self, problems: list[tuple[list[str | int], str]]) -> None:
         super().__init__()
         self.problems = problems
+
+
+_Invalid = FieldInvalid
 
 
 def _fail(rule: str) -> NoReturn:
@@ -244,10 +249,6 @@ def compile_body(operation: str | Operation) -> BodyChecker:
     return checker
 
 
-class FieldInvalid(Exception):
-    """A value a :class:`BodyFields` checker refused (the whole-body checker says why)."""
-
-
 @dataclass(frozen=True)
 class BodyFields:
     """An object body's top-level fields compiled one by one, for callers that build the body
@@ -273,21 +274,8 @@ def compile_fields(operation: str | Operation) -> BodyFields | None:
         return None
     if schema.get("additionalProperties") not in (None, False):
         return None
-    checks = {
-        name: _raising_field_invalid(_compile(sub))
-        for name, sub in (schema.get("properties") or {}).items()
-    }
+    checks = {name: _compile(sub) for name, sub in (schema.get("properties") or {}).items()}
     return BodyFields(checks, frozenset(schema.get("required") or ()), closed=True)
-
-
-def _raising_field_invalid(check: _Check) -> _Check:
-    def check_field(value: Any) -> Any:
-        try:
-            return check(value)
-        except _Invalid:
-            raise FieldInvalid from None
-
-    return check_field
 
 
 def _body_checker(op: Operation) -> BodyChecker:
