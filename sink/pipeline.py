@@ -67,6 +67,24 @@ def prepare(
 Carried = tuple[Request, tuple[Record, ...]]
 
 
+def records(
+    destination: Destination,
+    source: str | Path | None,
+    input_format: str | None = None,
+    *,
+    keyed: bool = True,
+) -> Iterator[Record | Rejected]:
+    """The destination's input, read and prepared (the format defaults to the config's)."""
+    config = destination.config
+    return prepare(
+        read_records(source, input_format or config.input_format),
+        exclude=config.exclude,
+        key_field=config.key_field,
+        template_id=destination.template_id,
+        keyed=keyed,
+    )
+
+
 @overload
 def render_stream(
     destination: Destination,
@@ -138,15 +156,7 @@ def pick_record(
     """The ``number``-th (1-based) record of the input, prepared as a run would."""
     if number < 1:
         raise ConfigError("--record counts from 1")
-    config = destination.config
-    rows = read_records(source, input_format or config.input_format)
-    records = prepare(
-        rows,
-        exclude=config.exclude,
-        key_field=config.key_field,
-        template_id=destination.template_id,
-    )
-    for item in records:
+    for item in records(destination, source, input_format):
         if item.index + 1 < number:
             continue
         if isinstance(item, Rejected):

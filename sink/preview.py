@@ -9,11 +9,11 @@ from typing import IO
 
 import orjson
 
+from sink import pipeline
 from sink.destination import Destination
 from sink.model import Record, Rejected, Request
-from sink.pipeline import prepare, render_stream
+from sink.pipeline import render_stream
 from sink.resolve import Resolver
-from sink.sources import read_records
 
 
 @dataclass
@@ -43,14 +43,7 @@ def preview(
     Nothing is sent. ``Authorization`` is shown as ``Bearer ***``.
     """
     config = destination.config
-    rows = read_records(source, input_format or config.input_format)
-    records = prepare(
-        rows,
-        exclude=config.exclude,
-        key_field=config.key_field,
-        template_id=destination.template_id,
-        keyed=False,
-    )
+    records = pipeline.records(destination, source, input_format, keyed=False)
     template = destination.template
     resolver = None
     if template is not None and template.resolve:

@@ -31,12 +31,11 @@ from sink.hub import HubReader
 from sink.ledger import DONE, FAILED, REJECTED, SENT, Ledger, start_fresh
 from sink.model import Outcome, Record, Rejected, Request, Status
 from sink.outputs import Redactor, RejectsFile, ResponsesFile, Vault, WebhookResponses
-from sink.pipeline import prepare, render_stream
+from sink.pipeline import records, render_stream
 from sink.policy import violation
 from sink.progress import Progress, Snapshot
 from sink.resolve import Resolver
 from sink.results import Counts, Recorder
-from sink.sources import read_records
 
 SECRET_LOST = "secret not captured"  # noqa: S105 - a note, not a secret
 _LEDGER_CHUNK = 256
@@ -202,13 +201,9 @@ class _Run:
 
     async def requests(self) -> AsyncIterator[Request]:
         """The requests to send, after the ledger, the policy and the guards had their say."""
-        config = self.destination.config
-        rows = read_records(self.options.source, self.options.input_format or config.input_format)
-        records = prepare(
-            rows, exclude=config.exclude, key_field=config.key_field,
-            template_id=self.template_id,
-        )
-        for chunk in _chunks(records, _LEDGER_CHUNK):
+        options = self.options
+        prepared = records(self.destination, options.source, options.input_format)
+        for chunk in _chunks(prepared, _LEDGER_CHUNK):
             todo = await self._past_runs(chunk)
             if self.resolver is not None:
                 todo = await self._resolved(todo)
@@ -373,15 +368,8 @@ async def run_async(
         start_fresh(outputs.ledger)
     started = time.monotonic()
     redactor = Redactor([credentials.secret])
-    auth = HubAuth(
-        credentials.identifier,
-        credentials.secret,
-        token_url=token_url_for(credentials.base_url),
-        redactor=redactor,
-    )
-    async with make_client(
-        credentials.base_url, auth, config.concurrency, config.timeout, transport=options.transport
-    ) as client:
+    client = _client(credentials, redactor, config.concurrency, config.timeout, options.transport)
+    async with client:
         state = _Run(destination, credentials, options, outputs, client, redactor)
         summary = RunSummary(state.counts, outputs)
         options.control.summary = summary
@@ -427,6 +415,23 @@ async def look_up_effect(
     if not any(answers):
         return False
     return None  # part of a batch is there: sending it again would repeat that part
+
+
+def _client(
+    credentials: Credentials,
+    redactor: Redactor,
+    concurrency: int,
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None,
+) -> httpx.AsyncClient:
+    """A dispatch client signed in with ``credentials`` (JWTs it sees go to ``redactor``)."""
+    auth = HubAuth(
+        credentials.identifier,
+        credentials.secret,
+        token_url=token_url_for(credentials.base_url),
+        redactor=redactor,
+    )
+    return make_client(credentials.base_url, auth, concurrency, timeout, transport=transport)
 
 
 def _snapshot(counts: Counts, stats: DispatchStats) -> Snapshot:
@@ -499,17 +504,10 @@ async def send_one_async(
     """Send one rendered request (Nexla's "Send Test Data"); a created secret goes to the vault."""
     if destination.template is not None:
         check_accepted(credentials, list(destination.template.credentials), destination.template_id)
-    redactor = Redactor([credentials.secret])
-    auth = HubAuth(
-        credentials.identifier,
-        credentials.secret,
-        token_url=token_url_for(credentials.base_url),
-        redactor=redactor,
-    )
     secrets = destination.secret_fields
     vault_path = output_paths(destination).vault
     config = destination.config
-    client = make_client(credentials.base_url, auth, 1, config.timeout, transport=transport)
+    client = _client(credentials, Redactor([credentials.secret]), 1, config.timeout, transport)
     async with client:
         reader = HubReader(client)
 
