@@ -63,7 +63,10 @@ def throughput(folder: Path, records: int, concurrency: int, latency_ms: float) 
         created = sum(1 for r in hub.state()["repositories"] if r["name"].startswith("tput-"))
     limit = concurrency / (latency_ms / 1000)
     rate = summary.counts.requests / wall
-    print(f"throughput: {records:,} creates, concurrency {concurrency}, {latency_ms:.0f} ms latency")
+    print(
+        f"throughput: {records:,} creates at concurrency {concurrency}, "
+        f"{latency_ms:.0f} ms latency"
+    )
     print(f"  requests/s {rate:,.0f}  limit {limit:,.0f}  share {rate / limit:.1%} (target >= 90%)")
     print(f"  wall {wall:.1f} s, client CPU {cpu:.1f} s = {cpu / records * 1000:.2f} ms/request")
     print(f"  ok {summary.counts.ok:,}, failed {summary.counts.failed}, created {created:,}")

@@ -228,10 +228,8 @@ class Renderer:
             self._last_path, self._last_url = path, url
         if body is None:
             return Request(self.method, url, headers, None, keys, self.template_id, indexes)
-        if headers is self._headers.static:
-            headers = self._json_static
-        else:
-            headers = JSON_HEADERS + headers
+        static = headers is self._headers.static
+        headers = self._json_static if static else JSON_HEADERS + headers
         payload = orjson.dumps(body, default=_json_default)
         return Request(self.method, url, headers, payload, keys, self.template_id, indexes)
 
