@@ -1,7 +1,10 @@
 """The audit log: every call, and every refusal, as a JSON line, with bodies redacted.
 
 It says who (the identifier, never the secret), when, which template, method and URL, which
-records, and what came of it. Lines are flushed as they are written.
+records, and what came of it. Request bodies are logged with secret fields (the template's,
+and :data:`HIDDEN_FIELDS`) replaced by ``***``; response bodies are not logged. Every line
+passes the run's :class:`~sink.redact.Redactor`. Lines are written unbuffered, so a killed
+run loses none it wrote.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import orjson
 
 from sink.model import Outcome, Request
 from sink.redact import Redactor, redact
+
+HIDDEN_FIELDS = frozenset({"password", "secret", "token", "access_token", "refresh_token"})
+"""Body fields whose values never reach the audit log, whatever the template says."""
 
 
 class AuditLog:
@@ -33,7 +39,7 @@ class AuditLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.who = who
         self.redactor = redactor
-        self.secret_fields = frozenset(secret_fields)
+        self.secret_fields = frozenset(secret_fields) | HIDDEN_FIELDS
         self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
 
     def _write(self, line: dict[str, Any]) -> None:

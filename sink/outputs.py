@@ -344,6 +344,26 @@ class Vault:
         self.close()
 
 
+def vault_keys(path: str | os.PathLike[str]) -> frozenset[str]:
+    """The record keys a vault file holds secrets for (none when there is no file yet)."""
+    keys: set[str] = set()
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below; a missing file means no keys
+    except FileNotFoundError:
+        return frozenset()
+    with handle:
+        for line in handle:
+            try:
+                key = orjson.loads(line).get("key")
+            except (orjson.JSONDecodeError, AttributeError):
+                continue  # a torn last line: the kill came before its fsync returned
+            if isinstance(key, str):
+                keys.add(key)
+            elif isinstance(key, list):
+                keys.update(k for k in key if isinstance(k, str))
+    return frozenset(keys)
+
+
 def _count_lines(path: Path) -> int:
     count = 0
     with open(path, "rb") as handle:

@@ -2,7 +2,9 @@
 
 Like a gateway in front of an automation: allowed templates and methods; allowed namespaces,
 repositories (globs on ``namespace/name``), organizations and teams; or read-only. Where a
-request names one of these (in its path or its body), it must be allowed. Pure: no I/O.
+request names one of these (in its path or its body), it must be allowed; a request to a path
+that is not an operation of the spec is refused when any of these four rules is set, since what
+it names cannot be told. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -22,16 +24,29 @@ WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _NAMESPACE_PARAMS = ("namespace",)
 _ORG_PARAMS = ("org_name", "name", "account")
 _TEAM_PARAMS = ("group_name",)
+_CREATE_REPOSITORY = ("POST", "/v2/namespaces/{namespace}/repositories")
+# Operations whose body ``name`` is a team's (new) name: create, replace and update a team.
+_TEAM_BODIES = frozenset({
+    ("POST", "/v2/orgs/{org_name}/groups"),
+    ("PUT", "/v2/orgs/{org_name}/groups/{group_name}"),
+    ("PATCH", "/v2/orgs/{org_name}/groups/{group_name}"),
+})
 
 
 def violation(policy: PolicyConfig, request: Request) -> str | None:
     """The rule ``request`` breaks, in words, or None when the policy allows it."""
-    if policy.read_only and request.method in WRITES:
-        return f"policy is read-only: {request.method} is not allowed"
+    method = request.method.upper()
+    if policy.read_only and method in WRITES:
+        return f"policy is read-only: {method} is not allowed"
     if policy.templates is not None and not _allowed(request.template, policy.templates):
         return f"policy allows templates {', '.join(policy.templates)}, not {request.template}"
-    if policy.methods is not None and request.method not in policy.methods:
-        return f"policy allows methods {', '.join(policy.methods)}, not {request.method}"
+    if policy.methods is not None and method not in policy.methods:
+        return f"policy allows methods {', '.join(policy.methods)}, not {method}"
+    scoped = (policy.namespaces, policy.organizations, policy.teams, policy.repositories)
+    path = urlsplit(request.url).path
+    if any(rule is not None for rule in scoped) and schema.match_operation(method, path) is None:
+        # Fail closed: a path outside the spec cannot be told to stay inside the policy.
+        return f"policy cannot check {method} {path}: not an operation of Docker Hub's API"
     names = named_resources(request)
     checks = (
         ("namespace", names["namespaces"], policy.namespaces),
@@ -50,8 +65,9 @@ def violation(policy: PolicyConfig, request: Request) -> str | None:
 
 def named_resources(request: Request) -> dict[str, list[str]]:
     """The namespaces, organizations, teams and repositories a request names."""
+    method = request.method.upper()
     path = urlsplit(request.url).path
-    params = _path_params(request.method, path)
+    operation, params = _path_params(method, path)
     body = _body(request)
     namespaces = [params[p] for p in _NAMESPACE_PARAMS if p in params]
     organizations = [params[p] for p in _ORG_PARAMS if p in params]
@@ -64,11 +80,13 @@ def named_resources(request: Request) -> dict[str, list[str]]:
             organizations.append(body["org"])
         if isinstance(body.get("team"), str):
             teams.append(body["team"])
+        if (method, operation) in _TEAM_BODIES and isinstance(body.get("name"), str):
+            teams.append(body["name"])
     if "repository" in params:
         repositories.append(f"{params.get('namespace', '')}/{params['repository']}")
-    elif request.template == "create-repository" and isinstance(body, dict):
-        repositories.append(f"{body.get('namespace', '')}/{body.get('name', '')}")
-    # An organization is also a namespace: a namespace rule applies to repositories in it.
+    elif (method, operation) == _CREATE_REPOSITORY and isinstance(body, dict):
+        namespace = params.get("namespace", body.get("namespace", ""))
+        repositories.append(f"{namespace}/{body.get('name', '')}")
     return {
         "namespaces": _unique(namespaces),
         "organizations": _unique(organizations),
@@ -77,15 +95,16 @@ def named_resources(request: Request) -> dict[str, list[str]]:
     }
 
 
-def _path_params(method: str, path: str) -> dict[str, str]:
+def _path_params(method: str, path: str) -> tuple[str | None, dict[str, str]]:
+    """The operation's path template and the values of its parameters in ``path``."""
     operation = schema.match_operation(method, path)
     if operation is None:
-        return {}
+        return None, {}
     params = {}
     for pattern, value in zip(operation.path.split("/"), path.split("/"), strict=False):
         if pattern.startswith("{") and pattern.endswith("}"):
             params[pattern[1:-1]] = unquote(value)
-    return params
+    return operation.path, params
 
 
 def _body(request: Request) -> Any:

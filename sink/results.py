@@ -121,7 +121,10 @@ class Recorder:
             or spec.result_list is None
             or spec.result_match is None
             or not request.parts
+            or outcome.extra.get("recovered")
+            or outcome.extra.get("already_existed")
         ):
+            # A batch found in place by its look-up has no per-item answer to map.
             return [RecordResult(record, outcome.status, outcome.error) for record in records]
         statuses = _item_statuses(outcome.body, spec)
         results = []

@@ -28,16 +28,22 @@ from sink.dispatch import Dispatcher, DispatchStats, make_client
 from sink.errors import ConfigError, RejectRecord, StopRun
 from sink.guard import OwnerGuard
 from sink.hub import HubReader
-from sink.ledger import DONE, FAILED, REJECTED, SENT, Ledger, start_fresh
+from sink.ledger import DONE, FAILED, REJECTED, SECRET_LOST, SENT, Ledger, start_fresh
 from sink.model import Outcome, Record, Rejected, Request, Status
-from sink.outputs import Redactor, RejectsFile, ResponsesFile, Vault, WebhookResponses
+from sink.outputs import (
+    Redactor,
+    RejectsFile,
+    ResponsesFile,
+    Vault,
+    WebhookResponses,
+    vault_keys,
+)
 from sink.pipeline import records, render_stream
 from sink.policy import violation
 from sink.progress import Progress, Snapshot
 from sink.resolve import Resolver
 from sink.results import Counts, Recorder
 
-SECRET_LOST = "secret not captured"  # noqa: S105 - a note, not a secret
 _LEDGER_CHUNK = 256
 
 
@@ -179,6 +185,7 @@ class _Run:
         )
         self.policy = config.policy
         self.flight: dict[int, Carried] = {}
+        self._vault_keys: frozenset[str] | None = None
         self.started = time.time()
         self.dispatcher = Dispatcher(
             client,
@@ -242,15 +249,17 @@ class _Run:
                 self.counts.records += 1
                 self.counts.done_before += 1
                 continue
-            if state == SENT and not await self._settle_in_flight(item):
+            if state in (SENT, FAILED) and not await self._settle_past(item, state):
                 continue
             todo.append(item)
         return todo
 
-    async def _settle_in_flight(self, record: Record) -> bool:
-        """A record a past run left ``sent``: look its effect up. True: send it (not there)."""
+    async def _settle_past(self, record: Record, state: str) -> bool:
+        """A record a past run left ``sent`` (outcome unknown) or ``failed`` (it may have
+        reached Hub): look its effect up. True: send it (not there, or a failure that cannot
+        be looked up, which resume retries as before)."""
         present = await look_up_effect(self.destination, self.reader, (record,))
-        if present is False:
+        if present is False or (present is None and state == FAILED):
             return True
         self.counts.records += 1
         if present is None:
@@ -261,15 +270,25 @@ class _Run:
             return False
         note = "found in place after an interrupted run"
         if self.destination.secret_fields:
-            note = (
-                f"{SECRET_LOST}: created by an interrupted run whose answer never arrived; "
-                "its secret was not captured: revoke the token and create it again"
-            )
-            self.counts.secrets_lost.append(record.key)
+            if record.key in self._vaulted():
+                note = "found in place after an interrupted run; its secret is in the vault"
+            else:
+                note = (
+                    f"{SECRET_LOST}: created by an interrupted run whose answer never arrived; "
+                    "its secret was not captured: revoke the token and create it again"
+                )
+                self.counts.secrets_lost.append(record.key)
         self.counts.ok += 1
         self.counts.recovered += 1
         self.ledger.settle(record.key, self.template_id, DONE, note=note)
         return False
+
+    def _vaulted(self) -> frozenset[str]:
+        """The record keys the vault holds a secret for (read once, when first needed)."""
+        if self._vault_keys is None:
+            path = self.recorder.vault_path
+            self._vault_keys = vault_keys(path) if path is not None else frozenset()
+        return self._vault_keys
 
     async def _resolved(self, todo: list[Record | Rejected]) -> list[Record | Rejected]:
         """Records with their look-ups done (team ids, membership); failures rejected."""

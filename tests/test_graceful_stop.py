@@ -1,0 +1,264 @@
+"""Stopping safely: signals, confirmations, the last owner, the access policy and the audit log.
+
+Each run is ``python -m sink run`` in a subprocess (or the CLI in-process where no signal is
+involved) against the simulator on 127.0.0.1; the simulator's request log shows what reached
+"Docker Hub".
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+
+from sink import cli
+from sink.hubsim import Simulator
+from sink.ledger import DONE, SENT, Ledger
+
+OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"  # the default seed's fake acme token
+ALICE_PASSWORD = "correct-horse-battery"
+REPOS = {"template": "create-repository", "settings": {"namespace": "acme"}, "key_field": "name"}
+
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[Simulator]:
+    with Simulator() as simulator:
+        yield simulator
+
+
+def write_config(folder: Path, config: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "records.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    connection = {"identifier": "acme", "secret_env": "SINK_STOP_SECRET"}
+    path = folder / "dest.yaml"
+    path.write_text(yaml.safe_dump({"connection": connection, "input": "records.jsonl",
+                                    **config}))
+    return path
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def ledger_counts(path: Path) -> Counter[str]:
+    """The ledger's states, read on a connection of our own: what was committed."""
+    db = sqlite3.connect(path)
+    try:
+        return Counter(dict(db.execute("SELECT state, count(*) FROM records GROUP BY state")))
+    finally:
+        db.close()
+
+
+def start(path: Path, url: str, *extra: str, secret: str = OAT) -> subprocess.Popen[str]:
+    env = {**os.environ, "SINK_STOP_SECRET": secret}
+    return subprocess.Popen(
+        [sys.executable, "-m", "sink", "run", str(path), "--base-url", url, *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_until(check: Any, process: subprocess.Popen[str]) -> None:
+    """Poll ``check()`` until it holds (the run must still be going)."""
+    deadline = time.monotonic() + 60
+    while not check():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the run never got there"
+        time.sleep(0.02)
+
+
+def repositories(hub: Simulator, prefix: str) -> list[str]:
+    return [r["name"] for r in hub.state()["repositories"]
+            if r["namespace"] == "acme" and r["name"].startswith(prefix)]
+
+
+def repo_rows(count: int, prefix: str) -> list[dict[str, Any]]:
+    return [{"name": f"{prefix}-{i:04d}"} for i in range(count)]
+
+
+def creates(hub: Simulator) -> list[dict[str, Any]]:
+    return [r for r in hub.requests()
+            if r["method"] == "POST" and r["path"] == "/v2/namespaces/acme/repositories"]
+
+
+def sent_rows(ledger: Path) -> int:
+    return ledger_counts(ledger)[SENT] if ledger.exists() else 0
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_intake_lets_requests_in_flight_finish_and_commits_everything(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    with Simulator(latency_ms=60) as slow:
+        path = write_config(tmp_path, {**REPOS, "concurrency": 4}, repo_rows(300, "calm"))
+        process = start(path, slow.url)
+        responses = tmp_path / "out" / "dest-responses.jsonl"
+        wait_until(lambda: len(lines(responses)) >= 8, process)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=60)
+        created = repositories(slow, "calm-")
+        posts = creates(slow)
+    assert process.returncode == code, err
+    assert "Interrupted" in err or "interrupted" in err
+    written = lines(responses)
+    assert 8 <= len(written) < 300  # intake stopped
+    # Every request that left got its answer and every output has it: nothing in doubt.
+    assert len(posts) == len(written) == len(created)
+    assert sorted(created) == sorted(line["keys"][0] for line in written)
+    counts = ledger_counts(tmp_path / "dest.ledger.sqlite")
+    assert counts == Counter({DONE: len(created)})
+    audit = lines(tmp_path / "out" / "dest-audit.jsonl")
+    assert sorted(line["keys"][0] for line in audit) == sorted(created)
+
+
+def test_a_second_signal_stops_at_once_and_the_next_run_settles_what_was_in_flight(
+    hub: Simulator, tmp_path: Path
+) -> None:
+    hub.reset()
+    rows = repo_rows(40, "hasty")
+    # Hub applies each create at once and answers 3 s later: the second signal comes first.
+    hub.set_faults({"rules": [{"method": "POST", "path": "/v2/namespaces/*/repositories",
+                               "slow_rate": 1.0, "slow_ms": 3000}]})
+    path = write_config(tmp_path, {**REPOS, "concurrency": 8}, rows)
+    ledger = tmp_path / "dest.ledger.sqlite"
+    process = start(path, hub.url)
+    wait_until(lambda: sent_rows(ledger) >= 8, process)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    # The ledger tells the truth: eight requests left, their outcome unknown to the run.
+    assert ledger_counts(ledger) == Counter({SENT: 8})
+    arrived = repositories(hub, "hasty-")  # those that left before the stop (the pacer
+    assert 1 <= len(arrived) <= 8          # may still hold some back while it learns Hub's pace)
+    hub.set_faults(None)
+    env = {**os.environ, "SINK_STOP_SECRET": OAT}
+    again = subprocess.run([sys.executable, "-m", "sink", "run", str(path), "--base-url", hub.url],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    # The next run looked the eight up; those it found were not sent a second time.
+    heads = [r["path"].rsplit("/", 1)[1] for r in hub.requests() if r["method"] == "HEAD"]
+    assert set(arrived) <= set(heads)
+    assert sorted(repositories(hub, "hasty-")) == [r["name"] for r in rows]
+    assert [p for p in creates(hub) if p["status"] == 409] == []
+    events = [e for e in hub.state()["audit_logs"] if e["action"] == "repo.create"
+              and e["name"].startswith("acme/hasty-")]
+    assert len(events) == len(rows)
+    with Ledger(ledger) as book:
+        assert book.counts()[DONE] == len(rows)
+        found = [e.key for e in book.notes("found in place after an interrupted run")]
+    assert sorted(found) == sorted(arrived)
+
+
+# -- confirmations, the last owner, the policy, the audit log -----------------------------------
+
+
+def run_cli(path: Path, url: str, *extra: str, secret: str = OAT) -> int:
+    os.environ["SINK_STOP_SECRET"] = secret
+    try:
+        return cli.main(["run", str(path), "--base-url", url, *extra])
+    finally:
+        del os.environ["SINK_STOP_SECRET"]
+
+
+def test_destructive_templates_do_not_run_without_confirmation(
+    hub: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.reset()
+    config = {"template": "delete-team", "settings": {"org": "acme"}}
+    path = write_config(tmp_path, config, [{"team": "developers"}])
+    assert run_cli(path, hub.url) == 2
+    err = capsys.readouterr().err
+    assert "destructive" in err and "--yes" in err
+    assert hub.requests() == []  # not even a token exchange
+    assert not (tmp_path / "dest.ledger.sqlite").exists()
+    # allow_destructive in the config is the other way to confirm.
+    path = write_config(tmp_path, {**config, "allow_destructive": True}, [{"team": "developers"}])
+    assert run_cli(path, hub.url) == 0
+    acme = next(o for o in hub.state()["orgs"] if o["name"] == "acme")
+    assert "developers" not in {t["name"] for t in acme["teams"]}
+
+
+def test_the_last_owner_is_never_removed(
+    hub: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.reset()
+    config = {"template": "remove-member", "settings": {"org": "acme"}, "key_field": "username"}
+    path = write_config(tmp_path, config, [{"username": "carol"}, {"username": "alice"}])
+    assert run_cli(path, hub.url, "--yes") == 1
+    members = next(o for o in hub.state()["orgs"] if o["name"] == "acme")["members"]
+    assert "alice" in members and "carol" not in members
+    deletes = [r["path"] for r in hub.requests() if r["method"] == "DELETE"]
+    assert deletes == ["/v2/orgs/acme/members/carol"]
+    rejects = lines(tmp_path / "out" / "dest-rejects.jsonl")
+    assert [r["username"] for r in rejects] == ["alice"]
+    assert "last owner" in rejects[0]["_sink_error"]
+    audit = lines(tmp_path / "out" / "dest-audit.jsonl")
+    assert sorted((a["outcome"], a["keys"]) for a in audit) == [("ok", ["carol"]),
+                                                                ("refused", ["alice"])]
+    capsys.readouterr()
+
+
+def test_policy_violations_never_reach_docker_hub(hub: Simulator, tmp_path: Path) -> None:
+    hub.reset()
+    config = {"template": "add-team-member", "settings": {"org": "acme"},
+              "policy": {"teams": ["developers"], "methods": ["POST"]}}
+    rows = [{"team": "developers", "username": "carol"}, {"team": "owners", "username": "bob"},
+            {"team": "developers", "username": "erin"}]
+    path = write_config(tmp_path, config, rows)
+    assert run_cli(path, hub.url) == 1
+    posts = [r["path"] for r in hub.requests() if r["method"] == "POST" and "groups" in r["path"]]
+    assert posts == ["/v2/orgs/acme/groups/developers/members"] * 2
+    assert not any("owners" in r["path"] for r in hub.requests())
+    rejects = lines(tmp_path / "out" / "dest-rejects.jsonl")
+    assert [r["username"] for r in rejects] == ["bob"]
+    assert "policy does not allow team 'owners'" in rejects[0]["_sink_error"]
+    with Ledger(tmp_path / "dest.ledger.sqlite") as ledger:
+        assert ledger.counts() == {"done": 2, "rejected": 1, "sent": 0, "failed": 0}
+    # Read-only: nothing at all is sent.
+    hub.reset()
+    path = write_config(tmp_path / "ro", {**config, "policy": {"read_only": True}}, rows)
+    assert run_cli(path, hub.url) == 1
+    assert [r for r in hub.requests() if r["method"] != "GET" and "auth" not in r["path"]] == []
+
+
+def test_the_audit_log_holds_every_call_and_no_secret(hub: Simulator, tmp_path: Path) -> None:
+    hub.reset()
+    config = {"template": "create-personal-access-token", "key_field": "token_label",
+              "connection": {"identifier": "alice", "secret_env": "SINK_STOP_SECRET"},
+              "policy": {"templates": ["create-personal-access-token"]}}
+    rows = [{"token_label": f"audit-{i}", "scopes": "repo:read"} for i in range(6)]
+    rows.append({"token_label": "audit-bad", "scopes": "repo:everything"})
+    path = write_config(tmp_path, config, rows)
+    assert run_cli(path, hub.url, secret=ALICE_PASSWORD) == 1
+    audit = lines(tmp_path / "out" / "dest-audit.jsonl")
+    calls = [r for r in hub.requests()
+             if r["method"] == "POST" and r["path"] == "/v2/access-tokens"]
+    assert len(audit) == len(calls) == 6  # the invalid record was never sent, so not a call
+    for line in audit:
+        assert {"time", "who", "template", "method", "url", "keys", "status",
+                "outcome"} <= set(line)
+        assert line["who"] == "alice"
+        assert (line["method"], line["status"], line["outcome"]) == ("POST", 201, "ok")
+        assert line["url"].endswith("/v2/access-tokens")
+        assert line["body"]["token_label"] == line["keys"][0]
+    assert sorted(line["keys"][0] for line in audit) == [f"audit-{i}" for i in range(6)]
+    alice = next(u for u in hub.state()["users"] if u["username"] == "alice")
+    text = (tmp_path / "out" / "dest-audit.jsonl").read_text()
+    assert ALICE_PASSWORD not in text
+    for token in alice["tokens"]:
+        assert token["token"] not in text
+    assert "dckr_" not in text and "eyJ" not in text  # no token, no JWT
