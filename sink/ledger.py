@@ -142,6 +142,16 @@ class Ledger:
         )
         self.flush()
 
+    def unmark(self, keys: Iterable[str]) -> None:
+        """Commit that these records' request never left after all (``mark_sent`` came, the
+        send did not): they are back to never sent."""
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN")
+        self._db.executemany(
+            "DELETE FROM records WHERE key = ? AND state = 'sent'", ((key,) for key in keys)
+        )
+        self.flush()
+
     def settle(
         self,
         key: str,
@@ -243,6 +253,9 @@ class NullLedger(Ledger):
         """Forget it."""
         for _ in keys:  # a generator's work is done either way
             pass
+
+    def unmark(self, keys: Iterable[str]) -> None:
+        """Forget it."""
 
     def settle(
         self,

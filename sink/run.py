@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -44,7 +45,9 @@ from sink.progress import Progress, Snapshot
 from sink.resolve import Resolver
 from sink.results import Counts, Recorder
 
-_LEDGER_CHUNK = 256
+_LEDGER_CHUNK = 256  # records whose past states are read in one query
+_GROUP = 16  # requests marked sent in one commit (at most the concurrency)
+_SETTLE_BATCH = 64  # final states committed together at the latest
 
 
 class RunControl:
@@ -152,7 +155,11 @@ class _Run:
         self.destination = destination
         self.options = options
         self.reader = HubReader(client)
-        self.ledger = Ledger(outputs.ledger)
+        # Requests are marked sent a group at a time, and final states ride on those commits:
+        # one commit per group instead of two per request. A kill leaves at most a group more
+        # records `sent` than were on the wire; resume looks each of them up.
+        self.group_size = max(1, min(config.concurrency, _GROUP))
+        self.ledger = Ledger(outputs.ledger, settle_batch=_SETTLE_BATCH)
         self.template_id = destination.template_id
         self.resource_field = destination.template.resource_id if destination.template else None
         secrets = destination.secret_fields
@@ -185,6 +192,7 @@ class _Run:
         )
         self.policy = config.policy
         self.flight: dict[int, Carried] = {}
+        self.queued: deque[Request] = deque()  # marked sent, not handed to the dispatcher yet
         self._vault_keys: frozenset[str] | None = None
         self.started = time.time()
         self.dispatcher = Dispatcher(
@@ -210,6 +218,7 @@ class _Run:
         """The requests to send, after the ledger, the policy and the guards had their say."""
         options = self.options
         prepared = records(self.destination, options.source, options.input_format)
+        group: list[Carried] = []
         for chunk in _chunks(prepared, _LEDGER_CHUNK):
             todo = await self._past_runs(chunk)
             if self.resolver is not None:
@@ -225,9 +234,26 @@ class _Run:
                     for record in carried:
                         self._reject(Rejected(record.index, record.data, refusal, record.key))
                     continue
-                self.ledger.mark_sent(((r.key, r.index) for r in carried), self.template_id)
-                self.flight[id(request)] = (request, carried)
-                yield request
+                group.append((request, carried))
+                if len(group) >= self.group_size:
+                    self._launch(group)
+                    while self.queued:
+                        yield self.queued.popleft()  # popped first: handed out is on the wire
+            self._launch(group)
+            while self.queued:
+                yield self.queued.popleft()
+
+    def _launch(self, group: list[Carried]) -> None:
+        """Commit that these requests may leave (one commit for the group, with the final
+        states settled since the last one), queue them and empty ``group``."""
+        if not group:
+            return
+        keys = ((record.key, record.index) for _, carried in group for record in carried)
+        self.ledger.mark_sent(keys, self.template_id)
+        for request, carried in group:
+            self.flight[id(request)] = (request, carried)
+            self.queued.append(request)
+        group.clear()
 
     async def _past_runs(self, chunk: list[Record | Rejected]) -> list[Record | Rejected]:
         """Drop records a past run finished; settle those it left in flight; no duplicates."""
@@ -353,7 +379,13 @@ class _Run:
         return None if value is None else str(value)
 
     def close(self) -> None:
-        """Count what never got an answer, close every output."""
+        """Count what never got an answer, close every output. Requests marked sent that
+        never left (a stop came first) are taken out of the ledger again: nothing in doubt."""
+        if self.queued:
+            self.ledger.unmark(
+                record.key for request in self.queued for record in self.flight[id(request)][1]
+            )
+            self.queued.clear()
         for _, carried in self.flight.values():
             self.counts.records += len(carried)
             self.counts.skipped += len(carried)

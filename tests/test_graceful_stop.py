@@ -58,6 +58,8 @@ def ledger_counts(path: Path) -> Counter[str]:
     db = sqlite3.connect(path)
     try:
         return Counter(dict(db.execute("SELECT state, count(*) FROM records GROUP BY state")))
+    except sqlite3.OperationalError:  # read between the file's creation and its table's
+        return Counter()
     finally:
         db.close()
 

@@ -230,3 +230,13 @@ def test_start_fresh_twice_in_a_second_keeps_both_old_ledgers(tmp_path: Path) ->
     for target, key in zip(moved, ("first", "second"), strict=True):
         with Ledger(target) as old:
             assert old.get(key) is not None
+
+
+def test_unmark_takes_back_only_records_still_sent(ledger: Ledger, tmp_path: Path) -> None:
+    ledger.mark_sent([("left", 0), ("queued", 1), ("answered", 2)], TEMPLATE)
+    ledger.settle("answered", TEMPLATE, DONE, http_status=201)
+    ledger.unmark(["queued", "answered"])
+    assert ledger.states(["left", "queued", "answered"]).keys() == {"left", "answered"}
+    assert ledger.get("answered").state == DONE  # type: ignore[union-attr]
+    with Ledger(tmp_path / "dest.ledger.sqlite") as other:  # committed: another reader sees it
+        assert other.counts() == {SENT: 1, DONE: 1, REJECTED: 0, FAILED: 0}
