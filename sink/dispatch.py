@@ -6,8 +6,9 @@ response means"). :class:`Dispatcher` sends :class:`~sink.model.Request` values 
 
 - 5xx answers, dropped connections and timeouts are retried with full-jitter exponential
   backoff, up to ``max_attempts`` sends and ``max_elapsed`` seconds;
-- a 429 holds every worker back until its ``Retry-After`` ends (429s do not use up attempts;
-  the time limit still applies);
+- a 429 waits until its ``Retry-After`` ends (429s do not use up attempts; the time limit
+  still applies): every worker waits when the quota looks spent, only the throttled request
+  when the 429 is isolated and Hub's reported quota is plentiful (see :mod:`sink.pacing`);
 - a POST or PATCH whose fate is unknown (see :data:`AMBIGUOUS_5XX` and :func:`may_have_arrived`)
   is looked up before it is sent again: present → ok (``extra["recovered"]``), absent → sent
   again, cannot tell → failed, never sent blindly;
@@ -389,7 +390,10 @@ class Dispatcher:
             except httpx.HTTPError as exc:  # decoding errors, too many redirects
                 return self._finish(state, Status.FAILED, error=describe(exc))
             status = response.status_code
-            pacer.complete(response.headers if status < 500 and status != 429 else None)
+            throttled = status == 429
+            pacer.complete(
+                response.headers if status < 500 and not throttled else None, throttled=throttled
+            )
             if 200 <= status < 300:
                 return self._ok(state, response)
             verdict = classify(response, self._wall())
@@ -404,9 +408,14 @@ class Dispatcher:
                         delay = max(1.0, self._backoff_delay(state.failures))
                     if self._clock() + delay - state.started > self.max_elapsed:
                         return self._gave_up(state)
-                    pacer.hold(delay)
+                    shared = pacer.throttled(delay)
                     self._stats.retries += 1
-                    self._event("rate_limited", {"template": request.template, "delay": delay})
+                    self._event(
+                        "rate_limited",
+                        {"template": request.template, "delay": delay, "everyone": shared},
+                    )
+                    if not shared:
+                        await self._sleep(delay)  # an isolated 429: only this request waits
                     continue
                 if status in AMBIGUOUS_5XX:
                     state.ambiguous = True

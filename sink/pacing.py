@@ -12,7 +12,11 @@ run: it hands every request a start time (a slot) so that
 - a configured rate (requests per second) is never exceeded;
 - the quota Hub says is left is spread evenly over the time until it resets, so a run uses
   the quota without running into it (requests in flight count as already spent);
-- after a 429 nobody sends before the server's ``Retry-After`` ends (a shared "not before").
+- after a 429 that looks like the credential's quota running out (the quota Hub reported is
+  low or unknown, or 429s are not isolated: a quarter of the recent answers), nobody sends
+  before the server's ``Retry-After`` ends (a shared "not before"); an isolated 429 while the
+  reported quota is plentiful is another limit than the quota, and only the throttled request
+  waits (:meth:`Pacer.throttled`).
 
 Until the first rate-limit headers of a window are known, one request goes alone (a probe) and
 the others wait for its answer, so a small quota is not blown by the first burst.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
 
@@ -34,6 +39,12 @@ _EPOCH_THRESHOLD = 1e9
 # quota is plentiful this means no waiting at all; when it binds, a burst of this many seconds'
 # worth of requests at most, and never more than what is left before the reset.
 QUOTA_TOLERANCE = 1.0
+
+# A 429 is isolated when fewer than THROTTLE_SHARE of the last THROTTLE_WINDOW answers were
+# 429s; a quota is plentiful when at least QUOTA_PLENTY of it (of the limit, if known) is left.
+THROTTLE_WINDOW = 16
+THROTTLE_SHARE = 0.25
+QUOTA_PLENTY = 0.1
 
 # Sent this long after the advertised reset: X-RateLimit-Reset is a whole second and the
 # server's window may end a fraction after it. Costs well under 1% of a one-minute window.
@@ -190,16 +201,19 @@ class Pacer:
         self._waiting = 0  # requests with a reserved slot, not yet started
         self.held_seconds = 0.0  # wall time during which every start was held back
         self._held_until = -math.inf
+        self._answers: deque[bool] = deque(maxlen=THROTTLE_WINDOW)  # was it a 429, newest last
 
     # -- what the server says ---------------------------------------------------------------
 
     def _quota_known(self, now: float) -> bool:
         return self.remaining is not None and now < self.reset_at
 
-    def complete(self, headers: Mapping[str, str] | None) -> None:
+    def complete(self, headers: Mapping[str, str] | None, *, throttled: bool = False) -> None:
         """A request started by :meth:`wait` is over; ``headers`` are its response's, or
-        ``None`` when it tells nothing about the quota (a failure, a 429, a 5xx)."""
+        ``None`` when it tells nothing about the quota (a failure, a 429, a 5xx);
+        ``throttled``: the answer was a 429 (then call :meth:`throttled`)."""
         self.in_flight -= 1
+        self._answers.append(throttled)
         if headers is not None and self.follow_quota:
             quota = parse_quota(headers)
             if quota is not None:
@@ -231,6 +245,25 @@ class Pacer:
             self.remaining = left
             self.reset_at = reset_at
         self.limit = limit
+
+    def throttled(self, seconds: float) -> bool:
+        """A 429 asked to wait ``seconds``. Holds every start for that long and returns True
+        when the credential's quota looks spent; returns False when the 429 is isolated and
+        the quota Hub reported in this window is plentiful: then only the throttled request
+        should wait (the caller sleeps), the others go on."""
+        now = self._clock()
+        recent = sum(self._answers)
+        isolated = recent < THROTTLE_SHARE * max(len(self._answers), THROTTLE_WINDOW)
+        if isolated and self._quota_plentiful(now):
+            return False
+        self.hold(seconds)
+        return True
+
+    def _quota_plentiful(self, now: float) -> bool:
+        if not self.follow_quota or not self._quota_known(now) or self.remaining is None:
+            return False
+        enough = QUOTA_PLENTY * self.limit if self.limit else float(THROTTLE_WINDOW)
+        return self.remaining >= max(1.0, enough)
 
     def hold(self, seconds: float) -> None:
         """Nobody starts for ``seconds`` (a 429's ``Retry-After``); the quota is re-learnt after."""

@@ -485,6 +485,67 @@ async def test_429_holds_back_every_worker_until_retry_after_ends() -> None:
     assert sum(1 for t in sends if t >= until) >= 40 - answered_at
 
 
+def plentiful_quota(clock: FakeClock) -> dict[str, str]:
+    """Hub's rate-limit headers with nearly all of a large quota left."""
+    return {"X-RateLimit-Limit": "100000", "X-RateLimit-Remaining": "99000",
+            "X-RateLimit-Reset": str(int(clock.wall()) + 60)}
+
+
+@pytest.mark.anyio
+async def test_an_isolated_429_with_plenty_of_quota_holds_only_its_own_request() -> None:
+    clock = FakeClock()
+    sends: list[tuple[float, str]] = []  # (time, record) of every send
+    throttled_at: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        name = orjson.loads(request.content)["name"]
+        sends.append((clock.now, name))
+        position = len(sends)
+        await asyncio.sleep(0)
+        if position == 5:
+            throttled_at.append(clock.now)
+            return httpx.Response(429, headers={"Retry-After": "30"})
+        await clock.sleep(0.5)  # every answer takes half a second
+        return httpx.Response(201, json={}, headers=plentiful_quota(clock))
+
+    dispatcher = make_dispatcher(handler, clock, concurrency=4, follow_quota=True)
+    outcomes = await clock.drive(collect(dispatcher, (make_request(n) for n in range(40))))
+    assert [o.status for o in outcomes] == [Status.OK] * 40
+    [moment] = throttled_at
+    victim = sends[4][1]
+    retries = [t for t, name in sends if name == victim]
+    assert len(retries) == 2 and retries[1] - retries[0] >= 30.0  # it waited Retry-After
+    others = [t for t, name in sends if moment < t < moment + 30.0 and name != victim]
+    assert len(others) >= 30  # the other workers went on meanwhile
+    assert dispatcher.stats.rate_limited == 1 and dispatcher.stats.rate_limit_wait == 0.0
+
+
+@pytest.mark.anyio
+async def test_429s_that_are_not_isolated_hold_every_worker_despite_the_quota() -> None:
+    clock = FakeClock()
+    sends: list[float] = []
+    throttled_at: list[float] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        sends.append(clock.now)
+        position = len(sends)
+        await asyncio.sleep(0)
+        if 10 <= position < 18:  # a run of 429s: more than a quarter of recent answers
+            throttled_at.append(clock.now)
+            return httpx.Response(429, headers={"Retry-After": "30"})
+        await clock.sleep(0.5)
+        return httpx.Response(201, json={}, headers=plentiful_quota(clock))
+
+    dispatcher = make_dispatcher(handler, clock, concurrency=4)
+    outcomes = await clock.drive(collect(dispatcher, (make_request(n) for n in range(40))))
+    assert [o.status for o in outcomes] == [Status.OK] * 40
+    assert dispatcher.stats.rate_limit_wait >= 30.0  # a shared hold was placed
+    last = throttled_at[-1]
+    # Once everyone is held, nothing leaves before the hold ends but requests already on
+    # their way (the fake clock stands still until someone sleeps).
+    assert [t for t in sends if last < t < last + 30.0] == []
+
+
 @pytest.mark.anyio
 async def test_409_with_the_effect_present_is_ok() -> None:
     clock = FakeClock()
