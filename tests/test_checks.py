@@ -30,10 +30,9 @@ from sink.connections import ConnectionStore, new_connection
 from sink.credentials import Credentials
 from sink.hubsim import Simulator
 from sink.hubsim.seed import default_seed_text
+from tests.seed import ACME_OAT, ALICE_PAT
 
-ALICE_PAT = "dckr_pat_FvTMFWrwCWop3eZI7ZJnPH49XBd"  # fake tokens of the simulator's seed
 DAVE_PAT = "dckr_pat_PjSxslE75h9kFU4a9ZcOGqhk2vC"
-ACME_OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"
 MEMBERS_ONLY_OAT = "dckr_oat_Hq3LmZ8rTx2VwN5kPb7cJd9fYg4sAe6u"
 REVOKED_PAT = "dckr_pat_Xw4Lq9Zr2Tn8Vb5Kc3Md7Hf1Gj"
 

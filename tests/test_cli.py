@@ -12,9 +12,9 @@ import yaml
 
 from sink.cli import EXIT_OK, EXIT_REJECTED, EXIT_STOPPED, main
 from sink.hubsim import Simulator
+from tests.seed import OAT
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"
 
 
 def config(tmp_path: Path, rows: str, **extra: Any) -> Path:

@@ -7,7 +7,6 @@ import io
 import os
 import stat
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -29,16 +28,9 @@ from sink.connections import (
 from sink.credentials import Credentials
 from sink.errors import ConfigError
 from sink.hubsim import Simulator
+from tests.seed import ACME_OAT, ALICE_PAT
 
-ALICE_PAT = "dckr_pat_FvTMFWrwCWop3eZI7ZJnPH49XBd"  # the simulator seed's fake token
-ACME_OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"
 OTHER_PAT = "dckr_pat_Zq81nVw0CkTa2mYdLr5bHs7xJe"
-
-
-@pytest.fixture(scope="module")
-def hub() -> Iterator[Simulator]:
-    with Simulator() as simulator:
-        yield simulator
 
 
 @pytest.fixture(autouse=True)

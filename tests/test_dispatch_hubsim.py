@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import orjson
 import pytest
 
@@ -12,8 +10,8 @@ from sink.dispatch import Dispatcher, make_client
 from sink.errors import CredentialsError
 from sink.hubsim import Simulator
 from sink.model import Outcome, Request, Status
+from tests.seed import OAT
 
-OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"  # the default seed's fake acme token
 CREATE = "/v2/namespaces/acme/repositories"
 
 
@@ -22,15 +20,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
-def hub() -> Iterator[Simulator]:
-    with Simulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture(autouse=True)
-def fresh(hub: Simulator) -> None:
-    hub.reset()
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 
 def create(hub: Simulator, name: str) -> Request:

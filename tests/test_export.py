@@ -30,10 +30,8 @@ from sink.export import (
 from sink.hubsim import Simulator
 from sink.hubsim.routes_audit import action_catalog
 from sink.hubsim.seed import default_seed_text
+from tests.seed import ACME_OAT, ALICE_PASSWORD, ALICE_PAT
 
-ACME_OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"  # fake secrets of the simulator's seed
-ALICE_PAT = "dckr_pat_FvTMFWrwCWop3eZI7ZJnPH49XBd"
-ALICE_PASSWORD = "correct-horse-battery"
 EXTRA_REPOS = 22
 EXTRA_USERS = 12
 ACTIONS = ("repo.push", "repo.pull", "team.member.add", "team.member.remove", "repo.create")

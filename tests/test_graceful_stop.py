@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,9 @@ import yaml
 from sink import cli
 from sink.hubsim import Simulator
 from sink.ledger import DONE, SENT, Ledger
+from tests.seed import ALICE_PASSWORD, OAT
 
-OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"  # the default seed's fake acme token
-ALICE_PASSWORD = "correct-horse-battery"
 REPOS = {"template": "create-repository", "settings": {"namespace": "acme"}, "key_field": "name"}
-
-
-@pytest.fixture(scope="module")
-def hub() -> Iterator[Simulator]:
-    with Simulator() as simulator:
-        yield simulator
 
 
 def write_config(folder: Path, config: dict[str, Any], rows: list[dict[str, Any]]) -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,21 +18,13 @@ from sink.guard import OwnerGuard
 from sink.hub import HubReader
 from sink.hubsim import Simulator
 from sink.model import Request
+from tests.seed import OAT
 
-OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"  # the default seed's fake acme token
 DEFAULT_SEED = Path(sink.hubsim.__file__).with_name("default_seed.yaml")
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def hub() -> Iterator[Simulator]:
-    with Simulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture(autouse=True)
-def fresh(hub: Simulator) -> None:
-    hub.reset()
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 
 def with_guard(url: str, use: Callable[[OwnerGuard], Awaitable[T]],

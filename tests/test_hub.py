@@ -18,9 +18,8 @@ from sink.errors import CredentialsError, NeedsOrgToken, RetryLater, StopRun
 from sink.hub import HubReader, matches, read_error
 from sink.hubsim import Simulator
 from sink.hubsim.seed import default_seed_text
+from tests.seed import ACME_OAT, ALICE_PAT
 
-ACME_OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"  # fake tokens of the simulator's seed
-ALICE_PAT = "dckr_pat_FvTMFWrwCWop3eZI7ZJnPH49XBd"
 EVENTS = 50
 T = TypeVar("T")
 
@@ -42,9 +41,7 @@ def hub() -> Iterator[Simulator]:
         yield simulator
 
 
-@pytest.fixture(autouse=True)
-def fresh(hub: Simulator) -> None:
-    hub.reset()
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 
 @asynccontextmanager

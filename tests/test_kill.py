@@ -40,9 +40,8 @@ from sink.hubsim import ProcessSimulator, Simulator, start_process
 from sink.ledger import DONE, FAILED, SECRET_LOST, SENT, Ledger
 from sink.pipeline import record_key
 from sink.run import RunOptions, RunSummary, run_async
+from tests.seed import ALICE_PASSWORD, OAT
 
-OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"  # the default seed's fake acme token
-ALICE_PASSWORD = "correct-horse-battery"
 DEFAULT_SEED = Path(sink.hubsim.__file__).with_name("default_seed.yaml")
 
 KILLS = 24
@@ -364,12 +363,6 @@ def check_ledgers_and_status(
 
 
 # -- single moments a kill can leave behind, deterministically ---------------------------------
-
-
-@pytest.fixture(scope="module")
-def hub() -> Iterator[Simulator]:
-    with Simulator() as simulator:
-        yield simulator
 
 
 def _run(hub: Simulator, folder: Path, config: dict[str, Any], rows: list[dict[str, Any]],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
@@ -14,21 +14,12 @@ from sink.errors import NeedsOrgToken, RejectRecord
 from sink.hub import HubReader
 from sink.hubsim import Simulator
 from sink.lookups import Membership, TeamIds
+from tests.seed import ACME_OAT, ALICE_PAT
 
-ACME_OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"  # fake tokens of the simulator's seed
-ALICE_PAT = "dckr_pat_FvTMFWrwCWop3eZI7ZJnPH49XBd"
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="module")
-def hub() -> Iterator[Simulator]:
-    with Simulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture(autouse=True)
-def fresh(hub: Simulator) -> None:
-    hub.reset()
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 
 def run(hub: Simulator, body: Callable[[HubReader], Awaitable[T]], secret: str = ACME_OAT,

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +20,9 @@ from sink.destination import open_destination
 from sink.errors import NeedsOrgToken
 from sink.hubsim import Simulator
 from sink.run import RunOptions, RunSummary, run_async
+from tests.seed import ALICE_PASSWORD, ALICE_PAT, OAT
 
-OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"  # the seed's fake acme token
-ALICE_PASSWORD = "correct-horse-battery"
-ALICE_PAT = "dckr_pat_FvTMFWrwCWop3eZI7ZJnPH49XBd"
-
-
-@pytest.fixture(scope="module")
-def hub() -> Iterator[Simulator]:
-    with Simulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture(autouse=True)
-def fresh(hub: Simulator) -> None:
-    hub.reset()
+pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 
 def write_config(folder: Path, config: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
