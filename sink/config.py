@@ -12,7 +12,6 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from sink import yamltext
 from sink.errors import ConfigError
 from sink.render import Batching
 from sink.values import parse_headers
@@ -183,12 +183,12 @@ def load_config(path: str | os.PathLike[str]) -> tuple[DestinationConfig, Path]:
     """Read and check a destination config; returns it with the folder its paths are relative to."""
     file = Path(path)
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = yamltext.load(file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{file}: no such config file") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read: {exc}") from exc
-    except yaml.YAMLError as exc:
+    except yamltext.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: a destination config is a YAML mapping")

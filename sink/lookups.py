@@ -14,9 +14,13 @@ Both list once per run (on first use, however many records ask at the same time)
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from sink.errors import RejectRecord
-from sink.hub import HubReader, segment
+from sink.values import encode_segment
+
+if TYPE_CHECKING:
+    from sink.hub import HubReader
 
 
 class TeamIds:
@@ -32,7 +36,7 @@ class TeamIds:
         async with self._lock:
             if self._ids is None:
                 ids: dict[str, int] = {}
-                path = f"/v2/orgs/{segment(self.org)}/groups"
+                path = f"/v2/orgs/{encode_segment(self.org)}/groups"
                 async for team in self.reader.items(path, page_size=100, strict=True):
                     name, number = team.get("name"), team.get("id")
                     if isinstance(name, str) and isinstance(number, int | float):
@@ -74,7 +78,7 @@ class Membership:
         async with self._lock:
             if self._members is None:
                 members: set[str] = set()
-                path = f"/v2/orgs/{segment(self.org)}/members"
+                path = f"/v2/orgs/{encode_segment(self.org)}/members"
                 params = {"type": "member"}
                 async for member in self.reader.items(
                     path, params=params, page_size=100, strict=True

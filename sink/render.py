@@ -17,9 +17,8 @@ import importlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 import orjson
 
 from sink import schema
@@ -36,6 +35,9 @@ from sink.values import (
     is_record_lookup,
     lookup_name,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 BodyMode = Literal["template", "record", "none"]
 JSON_HEADERS = (("Content-Type", "application/json"),)
@@ -67,6 +69,8 @@ class ManualPath:
     """A manual URL template: every ``{{ ... }}`` output is percent-encoded as one unit."""
 
     def __init__(self, url: str, settings: Mapping[str, Any], base: httpx.URL) -> None:
+        import httpx  # here: a preview of a template never needs it, and it costs 60 ms
+
         literal = url.split("{", 1)[0]
         if url.startswith(("http://", "https://")):
             prefix = httpx.URL(literal)
@@ -118,7 +122,7 @@ class Renderer:
     ) -> None:
         self.template_id = template_id
         self.method = method
-        self.base = httpx.URL(base_url.rstrip("/") + "/")
+        self._base_url = base_url
         self._origin = base_url.rstrip("/")
         self._path = path
         self._headers = headers
@@ -139,6 +143,12 @@ class Renderer:
         self._checker = self._checker_for(operation) if validate and operation else None
         if self._checker is not None and body_template is not None and not self.batched:
             self._fused = fused_body(body_template, self._settings, operation, self._checker)
+        # Most templates: a URL and headers no record value goes into, a body built in one
+        # pass. Then a request is its body and the same rest (see :meth:`render`).
+        self._fixed_url: str | None = None
+        constant = path.constant if isinstance(path, PathBuilder) else None
+        if self._fused is not None and constant is not None and headers.constant:
+            self._fixed_url = self._absolute(constant)
 
     @staticmethod
     def _checker_for(operation: str) -> Callable[[Any], Any] | None:
@@ -236,14 +246,29 @@ class Renderer:
     def _absolute(self, path: str) -> str:
         if path.startswith("/"):
             return self._origin + path
-        url = httpx.URL(path)
-        if (url.scheme, url.host, url.port) != (self.base.scheme, self.base.host, self.base.port):
+        import httpx
+
+        url, base = httpx.URL(path), httpx.URL(self._base_url.rstrip("/") + "/")
+        if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
             raise RenderError(f"url {path!r} would leave the connection's host; refused")
         return path
 
     def render(self, record: Record) -> Request:
         """One record, one request (per-record mode); the hot path of a run, kept lean."""
         data = record.data
+        fixed, fused = self._fixed_url, self._fused
+        if fixed is not None and fused is not None:
+            try:
+                body = fused(data)
+            except (RenderError, ValidationError) as exc:
+                if exc.index is None:
+                    exc.index = record.index
+                raise
+            payload = orjson.dumps(body, default=_json_default)
+            return Request(
+                self.method, fixed, self._json_static, payload, (record.key,), self.template_id,
+                (record.index,),
+            )
         try:
             path = self._path(data)
             if self._fused is not None:
@@ -486,6 +511,8 @@ def for_manual(
     mode: BodyMode = "record" if body_is_record else ("none" if body is None else "template")
     if body_is_record and body is not None:
         raise ConfigError("manual mode takes either a body template or body_is_record, not both")
+    import httpx
+
     base = httpx.URL(base_url.rstrip("/") + "/")
     return Renderer(
         template_id="manual",

@@ -9,14 +9,16 @@ ids with a placeholder and says so.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sink.errors import ConfigError
-from sink.hub import HubReader
 from sink.lookups import Membership, TeamIds
 from sink.model import Record
 from sink.templates import EndpointTemplate, Resolve
 from sink.values import ABSENT, compile_value
+
+if TYPE_CHECKING:
+    from sink.hub import HubReader
 
 PREVIEW_ID = 0
 """The id a preview shows for a team that the run will look up."""

@@ -17,11 +17,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sink import yamltext
 from sink.errors import ConfigError
 
 CredentialKind = Literal["pat", "oat", "password"]
@@ -242,8 +242,8 @@ def templates_dir() -> Path:
 def load_template(path: Path) -> EndpointTemplate:
     """Parse one template file; a :class:`ConfigError` says which file and field is wrong."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        data = yamltext.load(path.read_text(encoding="utf-8"))
+    except (OSError, yamltext.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read template: {exc}") from exc
     try:
         return EndpointTemplate.model_validate(data)

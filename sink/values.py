@@ -236,6 +236,11 @@ class PathBuilder:
         ):
             self._constant = self._build({})
 
+    @property
+    def constant(self) -> str | None:
+        """The path when no record value goes into it, else ``None``."""
+        return self._constant
+
     def __call__(self, record: Mapping[str, Any]) -> str:
         """The encoded path and query for this record."""
         if self._constant is not None:
@@ -279,6 +284,8 @@ class HeaderBuilder:
             else:
                 self._dynamic.append((name, value))
         self.static: tuple[tuple[str, str], ...] = tuple(self._static)
+        self.constant = not self._dynamic
+        """Whether no record value goes into a header (then every request has ``static``)."""
 
     def __call__(self, record: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
         """The headers for this record."""

@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 import pydantic
-import yaml
 
+from sink import yamltext
 from sink.errors import ConfigError
 
 UNLIMITED = 1_000_000  # X-RateLimit-Limit shown when no rate limit is configured
@@ -87,8 +87,8 @@ def fault_config(value: FaultConfig | dict[str, Any] | str | None) -> FaultConfi
                 value = orjson.loads(text)
             else:
                 with open(text, encoding="utf-8") as handle:
-                    value = yaml.safe_load(handle)
-        except (OSError, orjson.JSONDecodeError, yaml.YAMLError) as exc:
+                    value = yamltext.load(handle)
+        except (OSError, orjson.JSONDecodeError, yamltext.YAMLError) as exc:
             raise ConfigError(f"cannot read the fault settings {text!r}: {exc}") from exc
     try:
         return FaultConfig.model_validate(value)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import functools
-from importlib import resources
 from typing import Any
 
-import yaml
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,6 +13,7 @@ from sink.hubsim.errors import PAT_NOT_ALLOWED, Shape, bad_request, forbidden, n
 from sink.hubsim.hub import Hub
 from sink.hubsim.state import AuditEvent, parse_time
 from sink.hubsim.web import Route, hub_of, json, page_params, route
+from sink.spec import load_spec
 
 _ACTIONS_PATH = "/v2/auditlogs/{account}/actions"
 
@@ -22,9 +21,7 @@ _ACTIONS_PATH = "/v2/auditlogs/{account}/actions"
 @functools.cache
 def action_catalog() -> dict[str, Any]:
     """Hub's action catalog, as the spec's example answer of the actions route gives it."""
-    text = resources.files("sink").joinpath("spec/openapi.yaml").read_text("utf-8")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    spec = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    spec = load_spec()
     example = spec["paths"][_ACTIONS_PATH]["get"]["responses"]["200"]["content"][
         "application/json"]["examples"]["response"]["value"]
     catalog: dict[str, Any] = example

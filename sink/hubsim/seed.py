@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 import pydantic
-import yaml
 
+from sink import yamltext
 from sink.errors import ConfigError
 from sink.hubsim.state import (
     CORE_ROLES,
@@ -185,7 +185,7 @@ def default_seed_text() -> str:
 def read_seed(seed: str | Path | dict[str, Any] | None) -> dict[str, Any]:
     """The raw seed document: the default, a dict as given, or a YAML/JSON file's content."""
     if seed is None:
-        loaded: Any = yaml.safe_load(default_seed_text())
+        loaded: Any = yamltext.load(default_seed_text())
     elif isinstance(seed, dict):
         loaded = seed
     else:
@@ -196,9 +196,9 @@ def read_seed(seed: str | Path | dict[str, Any] | None) -> dict[str, Any]:
             raise ConfigError(f"cannot read the simulator seed {path}: {exc}") from exc
         try:
             loaded = (
-                orjson.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+                orjson.loads(text) if path.suffix.lower() == ".json" else yamltext.load(text)
             )
-        except (yaml.YAMLError, orjson.JSONDecodeError) as exc:
+        except (yamltext.YAMLError, orjson.JSONDecodeError) as exc:
             raise ConfigError(f"the simulator seed {path} is not valid YAML/JSON: {exc}") from exc
     if not isinstance(loaded, dict):
         raise ConfigError("the simulator seed must be a mapping with users, orgs, repositories")

@@ -26,13 +26,12 @@ def load_spec() -> dict[str, Any]:
     The document is shared: callers must not change it. Unquoted status keys such as ``200:``
     come back as ints, exactly as YAML reads them.
     """
-    import yaml  # imported here so that importing sink stays cheap
+    from sink import yamltext  # imported here so that importing sink stays cheap
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         text = resources.files(__name__).joinpath(SPEC_FILE).read_bytes()
-        document = yaml.load(text, Loader=loader)  # noqa: S506 (a safe loader)
-    except (OSError, yaml.YAMLError) as exc:
+        document = yamltext.load(text)
+    except (OSError, yamltext.YAMLError) as exc:
         raise ConfigError(f"cannot read the packaged Docker Hub spec {SPEC_FILE}: {exc}") from exc
     if not isinstance(document, dict) or not isinstance(document.get("paths"), dict):
         raise ConfigError(f"the packaged Docker Hub spec {SPEC_FILE} has no paths")
