@@ -34,6 +34,10 @@ class NeedsOrgToken(StopRun):
     """The endpoint does not accept a personal access token; an organization token is needed."""
 
 
+class RunInProgress(StopRun):
+    """Another run of the same destination holds its ledger; two at once could send twice."""
+
+
 class RejectRecord(SinkError):
     """The record cannot be sent as it is; it goes to the rejects with this message.
 

@@ -23,6 +23,8 @@ for a power cut.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import sqlite3
 import time
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from sink.errors import ConfigError
+from sink.errors import ConfigError, RunInProgress
 
 SENT: Final = "sent"
 DONE: Final = "done"
@@ -225,6 +227,28 @@ def start_fresh(path: Path) -> Path | None:
         if source.exists():
             source.rename(Path(f"{target}{suffix}"))
     return target
+
+
+@contextlib.contextmanager
+def run_lock(ledger: Path) -> Iterator[None]:
+    """Hold the lock of the destination whose ledger is ``ledger`` (a ``.lock`` file beside it)
+    for as long as the block runs. Two runs of one destination at once would both find a record
+    unsent and both send it; the second is refused instead. The lock goes with the process, so
+    a killed run never leaves it behind."""
+    lock = Path(f"{ledger}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInProgress(
+                f"another run of this destination is in progress (it holds {lock}); "
+                "wait for it to finish, or stop it, before running again"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing the file releases the lock
 
 
 class NullLedger(Ledger):

@@ -29,7 +29,16 @@ from sink.dispatch import Dispatcher, DispatchStats, make_client
 from sink.errors import ConfigError, RejectRecord, StopRun
 from sink.guard import OwnerGuard
 from sink.hub import HubReader
-from sink.ledger import DONE, FAILED, REJECTED, SECRET_LOST, SENT, Ledger, start_fresh
+from sink.ledger import (
+    DONE,
+    FAILED,
+    REJECTED,
+    SECRET_LOST,
+    SENT,
+    Ledger,
+    run_lock,
+    start_fresh,
+)
 from sink.model import Outcome, Record, Rejected, Request, Status
 from sink.outputs import (
     Redactor,
@@ -408,15 +417,22 @@ async def run_async(
     guard_destructive(destination, options.yes)
     if destination.template is not None:
         check_accepted(credentials, list(destination.template.credentials), destination.template_id)
-    config = destination.config
     outputs = output_paths(destination)
     if options.source not in (None, "-") and Path(str(options.source)).resolve() == outputs.rejects:
         raise ConfigError(
             f"the input {options.source} is this destination's rejects file, which the run "
             "rewrites; copy it first (e.g. to fixed.jsonl), fix it, and replay the copy"
         )
-    if options.fresh:
-        start_fresh(outputs.ledger)
+    with run_lock(outputs.ledger):
+        if options.fresh:
+            start_fresh(outputs.ledger)
+        return await _run_locked(destination, credentials, options, outputs)
+
+
+async def _run_locked(
+    destination: Destination, credentials: Credentials, options: RunOptions, outputs: Outputs
+) -> RunSummary:
+    config = destination.config
     started = time.monotonic()
     redactor = Redactor([credentials.secret])
     client = _client(credentials, redactor, config.concurrency, config.timeout, options.transport)

@@ -91,6 +91,24 @@ def sent_rows(ledger: Path) -> int:
     return ledger_counts(ledger)[SENT] if ledger.exists() else 0
 
 
+def test_a_second_run_of_a_destination_in_progress_is_refused(tmp_path: Path) -> None:
+    with Simulator(latency_ms=60) as slow:
+        path = write_config(tmp_path, {**REPOS, "concurrency": 2}, repo_rows(60, "twice"))
+        first = start(path, slow.url)
+        responses = tmp_path / "out" / "dest-responses.jsonl"
+        wait_until(lambda: len(lines(responses)) >= 2, first)
+        second = start(path, slow.url)
+        _, err = second.communicate(timeout=60)
+        assert first.poll() is None  # the first was still going
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+        posts = creates(slow)
+    assert second.returncode == 2
+    assert "another run of this destination is in progress" in err
+    names = [line["keys"][0] for line in lines(responses)]
+    assert len(names) == len(set(names)) == len(posts)  # only the first run sent anything
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_stops_intake_lets_requests_in_flight_finish_and_commits_everything(
     tmp_path: Path, signum: int, code: int

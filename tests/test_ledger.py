@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sink.errors import ConfigError
+from sink.errors import ConfigError, RunInProgress
 from sink.ledger import (
     DONE,
     FAILED,
@@ -19,6 +19,7 @@ from sink.ledger import (
     SENT,
     Ledger,
     NullLedger,
+    run_lock,
     start_fresh,
 )
 
@@ -240,3 +241,12 @@ def test_unmark_takes_back_only_records_still_sent(ledger: Ledger, tmp_path: Pat
     assert ledger.get("answered").state == DONE  # type: ignore[union-attr]
     with Ledger(tmp_path / "dest.ledger.sqlite") as other:  # committed: another reader sees it
         assert other.counts() == {SENT: 1, DONE: 1, REJECTED: 0, FAILED: 0}
+
+
+def test_the_run_lock_lets_one_run_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "dest.ledger.sqlite"
+    refused = pytest.raises(RunInProgress, match="another run of this destination")
+    with run_lock(path), refused, run_lock(path):
+        pass  # pragma: no cover - never reached
+    with run_lock(path):  # released when the first run ended
+        pass
