@@ -270,6 +270,7 @@ class _Run:
         states = self.ledger.states(keys)
         seen: set[str] = set()
         todo: list[Record | Rejected] = []
+        doubtful: dict[int, tuple[Record, str]] = {}  # position in todo → record, its state
         for item in chunk:
             if isinstance(item, Rejected):
                 todo.append(item)
@@ -284,10 +285,21 @@ class _Run:
                 self.counts.records += 1
                 self.counts.done_before += 1
                 continue
-            if state in (SENT, FAILED) and not await self._settle_past(item, state):
-                continue
+            if state in (SENT, FAILED):
+                doubtful[len(todo)] = (item, state)
             todo.append(item)
-        return todo
+        if not doubtful:
+            return todo
+        # Their effects are looked up side by side, as many at once as the run sends.
+        limit = asyncio.Semaphore(self.destination.config.concurrency)
+
+        async def settle(record: Record, state: str) -> bool:
+            async with limit:
+                return await self._settle_past(record, state)
+
+        send = await asyncio.gather(*(settle(*pair) for pair in doubtful.values()))
+        dropped = {at for at, again in zip(doubtful, send, strict=True) if not again}
+        return [item for at, item in enumerate(todo) if at not in dropped]
 
     async def _settle_past(self, record: Record, state: str) -> bool:
         """A record a past run left ``sent`` (outcome unknown) or ``failed`` (it may have
