@@ -69,6 +69,7 @@ _NOT_SENT: tuple[type[Exception], ...] = (
 )
 # Transport failures that will not go away by sending again.
 _HOPELESS: tuple[type[Exception], ...] = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+_RECORDS_PER_PLACE = 2  # records in progress per place on the wire (see Dispatcher.run)
 
 Lookup = Callable[[Request], Awaitable[bool | None]]
 EventHook = Callable[[str, dict[str, Any]], None]
@@ -227,6 +228,28 @@ class _Attempt:
     ambiguous: bool = False
     error: str = ""
     status: int | None = None
+    place: _Place | None = None
+
+
+class _Place:
+    """A record's place among the ``concurrency`` requests in flight. The record holds it
+    while it is sent or looked up, and gives it up while it waits to be retried (a backoff, a
+    429's ``Retry-After``), so that another record can go out meanwhile."""
+
+    __slots__ = ("_limit", "held")
+
+    def __init__(self, limit: asyncio.Semaphore) -> None:
+        self._limit = limit
+        self.held = False
+
+    async def take(self) -> None:
+        await self._limit.acquire()
+        self.held = True
+
+    def give_up(self) -> None:
+        if self.held:
+            self.held = False
+            self._limit.release()
 
 
 class Dispatcher:
@@ -284,6 +307,7 @@ class Dispatcher:
         self._stats = DispatchStats()
         self._stopping = False
         self._urls: dict[str, httpx.URL] = {}
+        self._places = asyncio.Semaphore(concurrency)
 
     @property
     def stats(self) -> DispatchStats:
@@ -325,8 +349,16 @@ class Dispatcher:
     async def send(self, request: Request) -> Outcome:
         """Send one request until it has an outcome. Raises :class:`StopRun` when the run
         cannot go on (credentials refused, an organization access token needed)."""
+        place = _Place(self._places)
+        await place.take()
+        try:
+            return await self._send(request, place)
+        finally:
+            place.give_up()
+
+    async def _send(self, request: Request, place: _Place) -> Outcome:
         pacer = self.pacer
-        state = _Attempt(request, self._clock())
+        state = _Attempt(request, self._clock(), place=place)
         risky = (
             request.method.upper() in NON_IDEMPOTENT
             and request.template not in self.idempotent_templates
@@ -356,17 +388,8 @@ class Dispatcher:
                 built = self._build(request)
             except (httpx.InvalidURL, httpx.UnsupportedProtocol, TypeError, ValueError) as exc:
                 return self._finish(state, Status.REJECTED, error=f"invalid request: {exc}")
-            await pacer.wait()
-            if state.attempts == 0:
-                state.started = self._clock()
-            state.attempts += 1
-            self._stats.sent += 1
             try:
-                try:
-                    response = await self.client.send(built)
-                except BaseException:
-                    pacer.complete(None)  # whatever happened, this start is over
-                    raise
+                response = await self._on_the_wire(built, state)
             except _HOPELESS as exc:
                 return self._finish(state, Status.FAILED, error=describe(exc))
             except httpx.TransportError as exc:
@@ -415,7 +438,7 @@ class Dispatcher:
                         {"template": request.template, "delay": delay, "everyone": shared},
                     )
                     if not shared:
-                        await self._sleep(delay)  # an isolated 429: only this request waits
+                        await self._pause(state, delay)  # an isolated 429: only this one waits
                     continue
                 if status in AMBIGUOUS_5XX:
                     state.ambiguous = True
@@ -458,6 +481,28 @@ class Dispatcher:
     def _backoff_delay(self, failures: int) -> float:
         return backoff_delay(failures, self.backoff_base, self.backoff_cap, self._uniform)
 
+    async def _on_the_wire(self, built: httpx.Request, state: _Attempt) -> httpx.Response:
+        """One attempt: a pacing slot, then the exchange."""
+        await self.pacer.wait()
+        if state.attempts == 0:
+            state.started = self._clock()
+        state.attempts += 1
+        self._stats.sent += 1
+        try:
+            return await self.client.send(built)
+        except BaseException:
+            self.pacer.complete(None)  # whatever happened, this start is over
+            raise
+
+    async def _pause(self, state: _Attempt, seconds: float) -> None:
+        """Wait between attempts, the record's place on the wire given to another meanwhile."""
+        place = state.place
+        if place is not None:
+            place.give_up()
+        await self._sleep(seconds)
+        if place is not None:
+            await place.take()
+
     async def _backoff(self, state: _Attempt, reason: str, *, sleep: bool = True) -> bool:
         """Count a failed attempt and wait before the next; False when the limits are reached."""
         delay = self._backoff_delay(state.failures) if sleep else 0.0
@@ -476,7 +521,7 @@ class Dispatcher:
             },
         )
         if delay > 0:
-            await self._sleep(delay)
+            await self._pause(state, delay)
         return True
 
     def _gave_up(self, state: _Attempt) -> Outcome:
@@ -556,7 +601,8 @@ class Dispatcher:
     async def run(
         self, requests: AsyncIterable[Request] | Iterable[Request]
     ) -> AsyncIterator[Outcome]:
-        """Send every request with at most ``concurrency`` in flight, yielding outcomes as they
+        """Send every request with at most ``concurrency`` in flight (and up to twice as many
+        records in progress, those waiting to be retried included), yielding outcomes as they
         complete. After :meth:`stop` no new request is taken and the run ends once the
         requests in flight are done. A :class:`StopRun` (or a failure of the request source)
         stops the run the same way; it is raised after every finished outcome was yielded.
@@ -568,20 +614,31 @@ class Dispatcher:
         failures: list[BaseException] = []
 
         async def worker() -> None:
+            place = _Place(self._places)
             try:
                 while not self._stopping:
+                    await place.take()  # a record is taken only when it can go out
+                    if self._stopping:
+                        break
                     request = await source.next()
                     if request is None:
                         break
-                    await results.put(await self.send(request))
+                    outcome = await self._send(request, place)
+                    place.give_up()
+                    await results.put(outcome)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - re-raised by run() once drained
                 failures.append(exc)
                 self._stopping = True
+            finally:
+                place.give_up()
             await results.put(None)
 
-        workers = [asyncio.create_task(worker()) for _ in range(self.concurrency)]
+        # More workers than places on the wire: a record that waits to be retried (a backoff,
+        # a 429's Retry-After) gives its place to the next record meanwhile.
+        count = self.concurrency * _RECORDS_PER_PLACE
+        workers = [asyncio.create_task(worker()) for _ in range(count)]
         try:
             running = len(workers)
             while running:

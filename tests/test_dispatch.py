@@ -661,6 +661,35 @@ async def test_run_respects_the_concurrency_limit() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_record_waiting_to_be_retried_leaves_its_place_on_the_wire() -> None:
+    clock = FakeClock()
+    sends: list[tuple[float, str]] = []
+    on_the_wire = peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal on_the_wire, peak
+        name = orjson.loads(request.content)["name"]
+        sends.append((clock.now, name))
+        on_the_wire += 1
+        peak = max(peak, on_the_wire)
+        await clock.sleep(1.0)
+        on_the_wire -= 1
+        first_try = [n for _, n in sends].count(name) == 1
+        return httpx.Response(503 if name == "app-0" and first_try else 201, json={})
+
+    dispatcher = make_dispatcher(handler, clock, concurrency=1, backoff_base=20.0,
+                                 backoff_cap=20.0)
+    requests = (make_request(n, method="PUT") for n in range(4))  # safe to send again
+    outcomes = await clock.drive(collect(dispatcher, requests))
+    assert [o.status for o in outcomes].count(Status.OK) == 4
+    assert peak == 1  # one request on the wire at a time, as configured
+    retried = [t for t, name in sends if name == "app-0"]
+    assert len(retried) == 2
+    # While app-0 waited for its retry, the next record went out in its place.
+    assert [name for t, name in sends if retried[0] < t < retried[1]] != []
+
+
+@pytest.mark.anyio
 async def test_run_takes_an_async_iterable_and_stop_ends_it_early() -> None:
     clock = FakeClock()
     script = Script(201)
@@ -675,7 +704,7 @@ async def test_run_takes_an_async_iterable_and_stop_ends_it_early() -> None:
         seen += 1
         if seen == 10:
             dispatcher.stop()
-    assert 10 <= seen <= 12  # the ones in flight at stop() still finish
+    assert 10 <= seen <= 10 + 2 * 2  # the records in progress at stop() still finish
     assert len(script.requests) == seen
 
 
