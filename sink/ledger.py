@@ -7,13 +7,15 @@ Every record is in one state:
 - ``done``: its effect is in place (and any secret it created is in the vault);
 - ``rejected``: Docker Hub (or sink) refused it; nothing happened, so it may be sent again once
   fixed;
-- ``failed``: it could not be settled (retries exhausted, look-up impossible); retried on resume.
+- ``failed``: it could not be settled (retries exhausted, look-up impossible); looked up and
+  retried on resume.
 
 A record that was never sent has no row. ``sent`` is committed before the request goes out
 (:meth:`Ledger.mark_sent` commits); a final state (:meth:`Ledger.settle`) is written after the
 vault line is fsync'd, and committed at once. With ``settle_batch=N`` (N > 1) final states are
-committed with the next ``mark_sent``, after N of them, or at :meth:`Ledger.flush` or
-:meth:`Ledger.close`, whichever comes first: one commit per request instead of two. Nothing in a
+written, in one statement, and committed with the next ``mark_sent``, after N of them, or at
+:meth:`Ledger.flush` or :meth:`Ledger.close`, whichever comes first; a run marks its requests
+sent a group at a time, so it commits once per group instead of twice per request. Nothing in a
 run waits on a final state being committed; a kill that loses one leaves the record ``sent``
 and the next run looks its effect up (so a resume must then check the vault before calling a
 created secret lost). The database runs in WAL mode with ``synchronous=NORMAL``: a commit
@@ -59,6 +61,13 @@ DROP INDEX IF EXISTS records_state;
 """
 # No index on state: keeping one up to date cost more per request than the reads it sped up
 # (``sink status`` scans a 1,000,000-row ledger in a fraction of a second).
+_SETTLE = (
+    "INSERT INTO records (key, template, state, position, attempts, http_status, resource_id, "
+    "note, updated) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+    "state = excluded.state, http_status = excluded.http_status, "
+    "resource_id = coalesce(excluded.resource_id, resource_id), note = excluded.note, "
+    "updated = excluded.updated"
+)
 _CHUNK = 500  # keys per look-up query (SQLite allows 32,766 variables; smaller is faster here)
 
 
@@ -91,13 +100,21 @@ class Ledger:
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"cannot open the ledger {self.path}: {exc}") from exc
-        self._pending = 0  # final states written in the open transaction, not yet committed
+        self._settled: list[tuple[object, ...]] = []  # final states not written yet
 
     def flush(self) -> None:
-        """Commit the final states written so far."""
+        """Commit the final states settled so far."""
+        self._write_settled()
         if self._db.in_transaction:
             self._db.execute("COMMIT")
-        self._pending = 0
+
+    def _write_settled(self) -> None:
+        # Into the open transaction, in one statement; reads on this connection see them.
+        if self._settled:
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN")
+            self._db.executemany(_SETTLE, self._settled)
+            self._settled.clear()
 
     def close(self) -> None:
         """Commit what is pending and close the database."""
@@ -112,6 +129,7 @@ class Ledger:
 
     def states(self, keys: Sequence[str]) -> dict[str, tuple[str, float]]:
         """The state of each key that has a row, with when it was last written."""
+        self._write_settled()
         found: dict[str, tuple[str, float]] = {}
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
@@ -126,6 +144,7 @@ class Ledger:
 
     def get(self, key: str) -> Entry | None:
         """One record's row."""
+        self._write_settled()
         row = self._db.execute("SELECT * FROM records WHERE key = ?", (key,)).fetchone()
         return Entry(*row) if row else None
 
@@ -169,23 +188,15 @@ class Ledger:
         ``mark_sent``, or after that many; see the module docstring)."""
         if state not in STATES:
             raise ValueError(f"unknown ledger state {state!r}")
-        if not self._db.in_transaction:
-            self._db.execute("BEGIN")
-        self._db.execute(
-            "INSERT INTO records (key, template, state, position, attempts, http_status, "
-            "resource_id, note, updated) VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET state = excluded.state, "
-            "http_status = excluded.http_status, "
-            "resource_id = coalesce(excluded.resource_id, resource_id), "
-            "note = excluded.note, updated = excluded.updated",
-            (key, template, state, position, http_status, resource_id, note, time.time()),
+        self._settled.append(
+            (key, template, state, position, http_status, resource_id, note, time.time())
         )
-        self._pending += 1
-        if self._pending >= self.settle_batch:
+        if len(self._settled) >= self.settle_batch:
             self.flush()
 
     def counts(self) -> dict[str, int]:
         """How many records are in each state."""
+        self._write_settled()
         rows = self._db.execute("SELECT state, count(*) FROM records GROUP BY state")
         counts = dict.fromkeys(STATES, 0)
         counts.update(rows)
@@ -194,6 +205,7 @@ class Ledger:
     def attention(self, limit: int = 50) -> Iterator[Entry]:
         """Records that need a look: outcome unknown, failed, rejected, or done with a secret
         that was not captured (the token must be revoked and created again)."""
+        self._write_settled()
         rows = self._db.execute(
             "SELECT * FROM records WHERE state != 'done' UNION ALL "
             "SELECT * FROM records WHERE state = 'done' AND note LIKE ? "
@@ -205,6 +217,7 @@ class Ledger:
 
     def notes(self, like: str) -> Iterator[Entry]:
         """Records whose note contains ``like`` (e.g. lost secrets)."""
+        self._write_settled()
         rows = self._db.execute(
             "SELECT * FROM records WHERE note LIKE ? ORDER BY position", (f"%{like}%",)
         )
