@@ -12,7 +12,7 @@ Against the simulator in its own process (no latency, no faults), creating repos
    ``done`` keys): the time to finish it, then the time of a run in which every record is done
    (records skipped per second).
 
-Usage: python bench/resume.py [--records 3000] [--rounds 3] [--total 1000000] [--todo 1000]
+Usage: python bench/resume.py [--records 6000] [--rounds 5] [--total 1000000] [--todo 1000]
 Not a test: it prints figures, it asserts nothing. Targets (issue 5): the ledger costs under 10%
 of throughput; a resume skips done records at over 100,000 records/s.
 """
@@ -180,8 +180,8 @@ def resume(url: str, work: Path, total: int, todo: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=3000, help="creates per throughput run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--records", type=int, default=6000, help="creates per throughput run")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--total", type=int, default=1_000_000)
     parser.add_argument("--todo", type=int, default=1000)
