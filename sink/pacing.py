@@ -252,8 +252,7 @@ class Pacer:
         the quota Hub reported in this window is plentiful: then only the throttled request
         should wait (the caller sleeps), the others go on."""
         now = self._clock()
-        recent = sum(self._answers)
-        isolated = recent < THROTTLE_SHARE * max(len(self._answers), THROTTLE_WINDOW)
+        isolated = sum(self._answers) < THROTTLE_SHARE * THROTTLE_WINDOW
         if isolated and self._quota_plentiful(now):
             return False
         self.hold(seconds)

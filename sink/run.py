@@ -200,7 +200,7 @@ class _Run:
             else None
         )
         self.policy = config.policy
-        self.flight: dict[int, Carried] = {}
+        self.flight: dict[tuple[str, ...], Carried] = {}  # by the keys of the records carried
         self.queued: deque[Request] = deque()  # marked sent, not handed to the dispatcher yet
         self._vault_keys: frozenset[str] | None = None
         self.started = time.time()
@@ -219,7 +219,7 @@ class _Run:
         return self.recorder.counts
 
     async def _lookup(self, request: Request) -> bool | None:
-        return await look_up_effect(self.destination, self.reader, self.flight[id(request)][1])
+        return await look_up_effect(self.destination, self.reader, self.flight[request.keys][1])
 
     # -- intake ------------------------------------------------------------------------------
 
@@ -260,7 +260,7 @@ class _Run:
         keys = ((record.key, record.index) for _, carried in group for record in carried)
         self.ledger.mark_sent(keys, self.template_id)
         for request, carried in group:
-            self.flight[id(request)] = (request, carried)
+            self.flight[request.keys] = (request, carried)
             self.queued.append(request)
         group.clear()
 
@@ -387,11 +387,10 @@ class _Run:
             )
 
     def _take(self, outcome: Outcome) -> Carried:
-        for ident, (request, carried) in self.flight.items():
-            if request.keys == outcome.keys:
-                del self.flight[ident]
-                return request, carried
-        raise RuntimeError(f"an outcome for records that are not in flight: {outcome.keys}")
+        taken = self.flight.pop(outcome.keys, None)
+        if taken is None:
+            raise RuntimeError(f"an outcome for records that are not in flight: {outcome.keys}")
+        return taken
 
     def _resource_id(self, outcome: Outcome) -> str | None:
         if self.resource_field is None or not isinstance(outcome.body, dict):
@@ -404,7 +403,7 @@ class _Run:
         never left (a stop came first) are taken out of the ledger again: nothing in doubt."""
         if self.queued:
             self.ledger.unmark(
-                record.key for request in self.queued for record in self.flight[id(request)][1]
+                record.key for request in self.queued for record in self.flight[request.keys][1]
             )
             self.queued.clear()
         for _, carried in self.flight.values():
