@@ -112,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--fresh", action="store_true",
         help="start a new ledger (the old one is kept aside): send records a past run finished",
     )
+    run.add_argument(
+        "--resend-unknown", action="store_true",
+        help="send again the records whose outcome a past run left unknown and that cannot be "
+        "looked up (`sink status` lists them): only after checking on Hub that they did not "
+        "happen",
+    )
     _connection_arguments(run)
     run.set_defaults(handler=cmd_run)
 
@@ -255,7 +261,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     credentials = resolve(destination.config.connection, destination.folder, base_url=args.base_url)
     with Progress(f"sink run {destination.template_id}") as progress:
         options = RunOptions(
-            source, args.input_format, yes=args.yes, fresh=args.fresh, progress=progress
+            source, args.input_format, yes=args.yes, fresh=args.fresh,
+            resend_unknown=args.resend_unknown, progress=progress,
         )
         summary = run(destination, credentials, options)
     describe.print_run_summary(destination, summary)

@@ -11,7 +11,7 @@ response means"). :class:`Dispatcher` sends :class:`~sink.model.Request` values 
   when the 429 is isolated and Hub's reported quota is plentiful (see :mod:`sink.pacing`);
 - a POST or PATCH whose fate is unknown (see :data:`AMBIGUOUS_5XX` and :func:`may_have_arrived`)
   is looked up before it is sent again: present → ok (``extra["recovered"]``), absent → sent
-  again, cannot tell → failed, never sent blindly;
+  again, cannot tell → failed with ``extra["in_doubt"]``, never sent blindly;
 - a 409 or an "already exists" is looked up: present → ok (``extra["already_existed"]``);
 - a 401 after a fresh token exchange, or a personal access token on an endpoint that needs an
   organization access token, raises :class:`~sink.errors.StopRun` (the run cannot go on).
@@ -359,10 +359,7 @@ class Dispatcher:
     async def _send(self, request: Request, place: _Place) -> Outcome:
         pacer = self.pacer
         state = _Attempt(request, self._clock(), place=place)
-        risky = (
-            request.method.upper() in NON_IDEMPOTENT
-            and request.template not in self.idempotent_templates
-        )
+        risky = self._risky(request)
         while True:
             if state.ambiguous and risky:
                 try:
@@ -372,7 +369,7 @@ class Dispatcher:
                         return self._gave_up(state)
                     continue
                 if found is None:
-                    return self._finish(
+                    outcome = self._finish(
                         state,
                         Status.FAILED,
                         error=(
@@ -381,6 +378,8 @@ class Dispatcher:
                             "again"
                         ),
                     )
+                    outcome.extra["in_doubt"] = True
+                    return outcome
                 if found:
                     return self._recovered(state)
                 state.ambiguous = False  # not there: sending again is safe
@@ -527,9 +526,20 @@ class Dispatcher:
     def _gave_up(self, state: _Attempt) -> Outcome:
         tries = "attempt" if state.attempts == 1 else "attempts"
         error = f"gave up after {state.attempts} {tries}: {state.error}"
-        if state.ambiguous and state.request.method.upper() in NON_IDEMPOTENT:
+        in_doubt = state.ambiguous and self._risky(state.request)
+        if in_doubt:
             error += " (the request may have reached Docker Hub; check before sending it again)"
-        return self._finish(state, Status.FAILED, error=error)
+        outcome = self._finish(state, Status.FAILED, error=error)
+        if in_doubt:
+            outcome.extra["in_doubt"] = True
+        return outcome
+
+    def _risky(self, request: Request) -> bool:
+        """Whether sending ``request`` twice could do its effect twice."""
+        return (
+            request.method.upper() in NON_IDEMPOTENT
+            and request.template not in self.idempotent_templates
+        )
 
     def _finish(
         self, state: _Attempt, status: Status, *, body: Any = None, error: str | None = None

@@ -25,7 +25,7 @@ from sink.audit import AuditLog
 from sink.auth import HubAuth, token_url_for
 from sink.credentials import Credentials, check_accepted
 from sink.destination import Destination
-from sink.dispatch import Dispatcher, DispatchStats, make_client
+from sink.dispatch import NON_IDEMPOTENT, Dispatcher, DispatchStats, make_client
 from sink.errors import ConfigError, RejectRecord, StopRun
 from sink.guard import OwnerGuard
 from sink.hub import HubReader
@@ -88,6 +88,8 @@ class RunOptions:
     input_format: str | None = None
     yes: bool = False
     fresh: bool = False
+    resend_unknown: bool = False
+    """Send again the records a past run left in doubt (the user checked they did not happen)."""
     progress: Progress | None = None
     transport: httpx.AsyncBaseTransport | None = None
     control: RunControl = field(default_factory=RunControl)
@@ -170,6 +172,7 @@ class _Run:
         self.group_size = max(1, min(config.concurrency, _GROUP))
         self.ledger = Ledger(outputs.ledger, settle_batch=_SETTLE_BATCH)
         self.template_id = destination.template_id
+        self._risky = destination.renderer.method.upper() in NON_IDEMPOTENT
         self.resource_field = destination.template.resource_id if destination.template else None
         secrets = destination.secret_fields
         responses: ResponsesFile | WebhookResponses
@@ -303,16 +306,25 @@ class _Run:
 
     async def _settle_past(self, record: Record, state: str) -> bool:
         """A record a past run left ``sent`` (outcome unknown) or ``failed`` (it may have
-        reached Hub): look its effect up. True: send it (not there, or a failure that cannot
-        be looked up, which resume retries as before)."""
+        reached Hub): look its effect up. True: send it (not there; or it cannot be looked up
+        and sending it again is safe: a failure that did not reach Hub, a PUT or DELETE, or
+        the user checked it by hand and said ``--resend-unknown``)."""
         present = await look_up_effect(self.destination, self.reader, (record,))
-        if present is False or (present is None and state == FAILED):
+        if present is False:
+            return True
+        if present is None and (
+            state == FAILED or not self._risky or self.options.resend_unknown
+        ):
             return True
         self.counts.records += 1
         if present is None:
-            note = "a past run sent it and its effect cannot be looked up; check it by hand"
+            note = (
+                "outcome unknown: a past run sent it, it may have reached Docker Hub, and its "
+                "effect cannot be looked up; check by hand, then send it again with "
+                "`sink run --resend-unknown` if it did not happen"
+            )
             self.counts.failed += 1
-            self.ledger.settle(record.key, self.template_id, FAILED, note=note)
+            self.ledger.settle(record.key, self.template_id, SENT, note=note)
             self.recorder.rejects.write(record, note)
             return False
         note = "found in place after an interrupted run"
@@ -376,8 +388,11 @@ class _Run:
         self.audit.call(request, outcome)
         resource = self._resource_id(outcome)
         lost = outcome.extra.get("secret_lost")
+        in_doubt = outcome.extra.get("in_doubt", False)
         for result in results:
             state = {Status.OK: DONE, Status.REJECTED: REJECTED}.get(result.status, FAILED)
+            if state == FAILED and in_doubt:
+                state = SENT  # it may have happened: never sent again without a look
             note = result.error
             if lost:
                 note = f"{SECRET_LOST}: {outcome.error}"

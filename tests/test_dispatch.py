@@ -357,6 +357,7 @@ async def test_ambiguous_post_that_cannot_be_looked_up_fails_and_is_not_resent()
     outcome = await dispatcher.send(make_request())
     assert outcome.status is Status.FAILED
     assert "not sent again" in (outcome.error or "")
+    assert outcome.extra["in_doubt"] is True  # the run keeps it in doubt, not failed
     assert len(script.requests) == 1
     assert dispatcher.stats.failed == 1
 
@@ -368,7 +369,19 @@ async def test_ambiguous_post_with_no_look_up_at_all_fails() -> None:
     dispatcher = make_dispatcher(script, clock)
     outcome = await dispatcher.send(make_request())
     assert outcome.status is Status.FAILED
+    assert outcome.extra["in_doubt"] is True
     assert len(script.requests) == 1
+
+
+@pytest.mark.anyio
+async def test_a_put_that_gave_up_is_not_in_doubt() -> None:
+    clock = FakeClock()
+    script = Script(httpx.ReadTimeout("timed out"))
+    dispatcher = make_dispatcher(script, clock, max_attempts=2)
+    outcome = await dispatcher.send(make_request(method="PUT"))
+    assert outcome.status is Status.FAILED
+    assert "in_doubt" not in outcome.extra  # sending a PUT again is safe
+    assert len(script.requests) == 2
 
 
 @pytest.mark.anyio

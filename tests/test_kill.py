@@ -366,13 +366,14 @@ def check_ledgers_and_status(
 
 
 def _run(hub: Simulator, folder: Path, config: dict[str, Any], rows: list[dict[str, Any]],
-         *, identifier: str = "acme", secret: str = OAT) -> RunSummary:
+         *, identifier: str = "acme", secret: str = OAT, resend_unknown: bool = False,
+         ) -> RunSummary:
     base = {"connection": {"identifier": identifier, "secret_env": "SINK_KILL_SECRET"}}
     path = write_flow(folder, Flow("dest", {**base, **config}, rows))
     destination = open_destination(path, base_url=hub.url)
     kind = "oat" if secret.startswith("dckr_oat_") else "password"
     credentials = Credentials(hub.url, identifier, secret, kind)
-    options = RunOptions(path.parent / "records.jsonl", yes=True)
+    options = RunOptions(path.parent / "records.jsonl", yes=True, resend_unknown=resend_unknown)
     return asyncio.run(run_async(destination, credentials, options))
 
 
@@ -501,3 +502,39 @@ def test_a_bulk_invite_batch_found_in_place_after_a_timeout_is_done_for_every_re
     hub.set_faults(None)
     assert summary.counts.recovered == 3
     assert (summary.counts.ok, summary.counts.rejected) == (3, 0)
+
+
+def test_a_post_in_doubt_that_cannot_be_looked_up_is_sent_again_only_when_the_user_says(
+    hub: Simulator, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    # A manual-mode create has no effect look-up. Its connection drops after sending: whether
+    # Hub applied it cannot be told, so no run sends it again until the user has checked.
+    hub.reset()
+    create = "/v2/namespaces/acme/repositories"
+    config = {"manual": {"method": "POST", "url": create, "body_is_record": True},
+              "key_field": "name", "retry": {"max_attempts": 1}}
+    rows = [{"name": "doubtful-1", "namespace": "acme"}]
+    hub.set_faults({"rules": [{"method": "POST", "path": create, "drop_rate": 1.0}]})
+    first = _run(hub, tmp_path, config, rows)
+    hub.set_faults(None)
+    assert first.counts.failed == 1
+    ledger_path = tmp_path / "dest" / "dest.ledger.sqlite"
+    with Ledger(ledger_path) as ledger:
+        assert ledger.get("doubtful-1").state == SENT  # type: ignore[union-attr]
+
+    again = _run(hub, tmp_path, config, rows)
+    assert again.counts.failed == 1
+    assert _posts_to(hub, create) == 1  # not sent a second time
+    rejects = jsonl(tmp_path / "dest" / "out" / "dest-rejects.jsonl")
+    assert "--resend-unknown" in rejects[-1]["_sink_error"]
+    capsysbinary.readouterr()
+    assert cli.main(["status", str(tmp_path / "dest" / "dest.yaml"), "--json"]) == 1
+    status = orjson.loads(capsysbinary.readouterr().out)
+    assert [row["key"] for row in status["attention"]] == ["doubtful-1"]
+
+    # The user looked on Hub: it did not happen (the drop came before Hub applied it).
+    told = _run(hub, tmp_path, config, rows, resend_unknown=True)
+    assert (told.counts.ok, told.counts.failed) == (1, 0)
+    assert _posts_to(hub, create) == 2
+    with Ledger(ledger_path) as ledger:
+        assert ledger.get("doubtful-1").state == DONE  # type: ignore[union-attr]
