@@ -255,8 +255,9 @@ def print_status(path: Path, counts: dict[str, int], attention: list[Entry]) -> 
     labels = {
         "done": "done",
         "rejected": "rejected (refused; fix and run again)",
-        "failed": "failed (retried on the next run)",
-        "sent": "in doubt (an interrupted run sent them; the next run looks them up)",
+        "failed": "failed (looked up, then retried on the next run)",
+        "sent": "in doubt (sent, outcome unknown: the next run looks them up; those it cannot "
+        "look up wait for you: check on Hub, then `sink run --resend-unknown`)",
     }
     for state, label in labels.items():
         console.print(f"  {counts.get(state, 0):>9,}  {label}")
