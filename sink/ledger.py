@@ -3,12 +3,13 @@
 Every record is in one state:
 
 - ``sent``: its request may have left; the outcome is unknown until it is written. A run that
-  finds a record ``sent`` looks its effect up before deciding to send it again;
+  finds a record ``sent`` looks its effect up before deciding to send it again (a POST or
+  PATCH that cannot be looked up stays ``sent`` until the user says ``--resend-unknown``);
 - ``done``: its effect is in place (and any secret it created is in the vault);
 - ``rejected``: Docker Hub (or sink) refused it; nothing happened, so it may be sent again once
   fixed;
-- ``failed``: it could not be settled (retries exhausted, look-up impossible); looked up and
-  retried on resume.
+- ``failed``: it did not happen as far as anyone can tell (retries exhausted on answers that
+  leave nothing in doubt, or a PUT or DELETE); looked up and sent again on resume.
 
 A record that was never sent has no row. ``sent`` is committed before the request goes out
 (:meth:`Ledger.mark_sent` commits); a final state (:meth:`Ledger.settle`) is written after the
