@@ -19,11 +19,12 @@ from typing import Any
 import httpx
 
 from sink.auth import HubAuth, token_url_for
+from sink.classify import PAT_NOT_ALLOWED, hub_message, parse_body
 from sink.credentials import Credentials
-from sink.dispatch import PAT_NOT_ALLOWED, hub_message, make_client, parse_body
 from sink.errors import CredentialsError, RetryLater, StopRun
 from sink.hub import HubReader, segment
 from sink.pacing import parse_retry_after
+from sink.transport import make_client
 
 VALIDATE_CONNECTION = "Validate DockerHub API Connection"
 LIST_REPOSITORIES = "List DockerHub Repositories"

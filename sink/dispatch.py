@@ -1,7 +1,7 @@
-"""Sending requests to Docker Hub: classification, retries, pacing and concurrency.
+"""Sending requests to Docker Hub: retries, pacing and concurrency.
 
-:func:`classify` is the one place that decides what a response means (DESIGN.md, "What a
-response means"). :class:`Dispatcher` sends :class:`~sink.model.Request` values on one
+:func:`sink.classify.classify` is the one place that decides what a response means (DESIGN.md,
+"What a response means"). :class:`Dispatcher` sends :class:`~sink.model.Request` values on one
 ``httpx.AsyncClient`` and turns each into an :class:`~sink.model.Outcome`:
 
 - 5xx answers, dropped connections and timeouts are retried with full-jitter exponential
@@ -9,7 +9,7 @@ response means"). :class:`Dispatcher` sends :class:`~sink.model.Request` values 
 - a 429 waits until its ``Retry-After`` ends (429s do not use up attempts; the time limit
   still applies): every worker waits when the quota looks spent, only the throttled request
   when the 429 is isolated and Hub's reported quota is plentiful (see :mod:`sink.pacing`);
-- a POST or PATCH whose fate is unknown (see :data:`AMBIGUOUS_5XX` and :func:`may_have_arrived`)
+- a POST or PATCH whose fate is unknown (see :mod:`sink.classify`)
   is looked up before it is sent again: present → ok (``extra["recovered"]``), absent → sent
   again, cannot tell → failed with ``extra["in_doubt"]``, never sent blindly;
 - a 409 or an "already exists" is looked up: present → ok (``extra["already_existed"]``);
@@ -22,16 +22,12 @@ the response body it puts in the outcome (they become ``"***"``) and hands the v
 JSON encoders refuse. The pipeline writes it to the vault before the record counts as done;
 nothing else should read it.
 
-:func:`make_client` builds the client, on :class:`HubTransport`: a lean HTTP/1.1 keep-alive
-transport that cuts httpx's CPU per request by about two thirds (see the comment above it).
+The client comes from :func:`sink.transport.make_client`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
-import http.cookiejar
-import os
 import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -39,162 +35,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import orjson
 
-from sink.errors import CredentialsError, NeedsOrgToken, RetryLater, StopRun
+from sink.classify import (
+    AMBIGUOUS_5XX,
+    NON_IDEMPOTENT,
+    VerdictKind,
+    classify,
+    describe,
+    may_have_arrived,
+    parse_body,
+)
+from sink.errors import RetryLater, StopRun
 from sink.model import Outcome, Request, Status
 from sink.outputs import VaultEntry
-from sink.pacing import Pacer, backoff_delay, parse_retry_after
+from sink.pacing import Pacer, backoff_delay
 from sink.redact import find_secrets, redact
-from sink.transport import HubTransport
 
-PAT_NOT_ALLOWED = "token issued from personal access token is not allowed"
-OAT_NOT_ALLOWED = "token issued from organization access token is not allowed"
-
-# Methods whose repetition can do something twice. PUT and DELETE (and reads) are idempotent.
-NON_IDEMPOTENT = frozenset({"POST", "PATCH"})
-
-# 5xx answers after which a POST/PATCH may or may not have taken effect. A gateway's 502/503/504
-# and an application's 500 can all come after the change was applied (DESIGN.md: "a 503 that
-# arrives after Hub applied the change"), so every 5xx counts except those that say the request
-# was not understood at all: 501 Not Implemented and 505 HTTP Version Not Supported.
-AMBIGUOUS_5XX = frozenset(range(500, 600)) - {501, 505}
-
-# Transport failures after which the request cannot have reached the server.
-_NOT_SENT: tuple[type[Exception], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.ProxyError,
-)
 # Transport failures that will not go away by sending again.
 _HOPELESS: tuple[type[Exception], ...] = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 _RECORDS_PER_PLACE = 2  # records in progress per place on the wire (see Dispatcher.run)
 
 Lookup = Callable[[Request], Awaitable[bool | None]]
 EventHook = Callable[[str, dict[str, Any]], None]
-
-
-class VerdictKind(enum.Enum):
-    """What to do with a response."""
-
-    OK = "ok"
-    REJECT = "reject"
-    RETRY = "retry"
-    CONFLICT = "conflict"
-    STOP = "stop"
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The meaning of one response: its kind, Hub's message, and for 429 the delay asked for.
-
-    For ``STOP``, ``stop`` is the :class:`~sink.errors.StopRun` subclass to raise."""
-
-    kind: VerdictKind
-    message: str = ""
-    delay: float | None = None
-    stop: type[StopRun] | None = None
-
-    def error(self) -> StopRun:
-        """The exception that stops the run (for ``STOP`` verdicts)."""
-        return (self.stop or StopRun)(self.message)
-
-
-def parse_body(response: httpx.Response) -> Any:
-    """A response body as parsed JSON, else as text; ``None`` when empty."""
-    content = response.content
-    if not content:
-        return None
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return response.text
-
-
-def hub_message(response: httpx.Response, body: Any = None) -> str:
-    """Hub's error message, read leniently: ``message``, then ``detail``, then ``text``, with
-    ``errinfo``/``fields`` appended when present (REFERENCE.md §3); the raw text otherwise."""
-    if body is None:
-        body = parse_body(response)
-    status = f"HTTP {response.status_code}"
-    if isinstance(body, dict):
-        message = ""
-        for name in ("message", "detail", "text"):
-            value = body.get(name)
-            if isinstance(value, str) and value.strip():
-                message = value.strip()
-                break
-        details = []
-        for name in ("fields", "errinfo"):
-            value = body.get(name)
-            if value:
-                details.append(f"{name}: {orjson.dumps(value).decode()}")
-        if message or details:
-            return "; ".join([f"{status}: {message}" if message else status, *details])
-    if isinstance(body, str) and body.strip():
-        return f"{status}: {body.strip()[:300]}"
-    return f"{status} {response.reason_phrase}".strip()
-
-
-def classify(response: httpx.Response, now: float | None = None) -> Verdict:
-    """Decide what ``response`` means (DESIGN.md's table). ``now`` is the Unix time used to
-    read an ``X-Retry-After`` epoch (default: the current time)."""
-    status = response.status_code
-    if 200 <= status < 300:
-        return Verdict(VerdictKind.OK)
-    if status == 429:
-        when = time.time() if now is None else now
-        return Verdict(
-            VerdictKind.RETRY,
-            "HTTP 429: rate limited by Docker Hub",
-            delay=parse_retry_after(response.headers, when),
-        )
-    if status >= 500:
-        return Verdict(VerdictKind.RETRY, hub_message(response))
-    message = hub_message(response)
-    lowered = message.lower()
-    if status == 401:
-        return Verdict(
-            VerdictKind.STOP,
-            f"Docker Hub refused the credentials ({message}). Check the connection's "
-            "identifier and secret.",
-            stop=CredentialsError,
-        )
-    if status == 403 and PAT_NOT_ALLOWED in lowered:
-        return Verdict(
-            VerdictKind.STOP,
-            "this operation needs an organization access token, and the connection uses a "
-            "personal access token. Set the connection's identifier to the organization name "
-            f"and its secret to an organization access token (dckr_oat_...). ({message})",
-            stop=NeedsOrgToken,
-        )
-    if status == 403 and OAT_NOT_ALLOWED in lowered:
-        # Every record of this template would meet the same refusal: stop, like the PAT case.
-        return Verdict(
-            VerdictKind.STOP,
-            "this operation does not accept an organization access token. Use a username "
-            f"with a personal access token instead. ({message})",
-            stop=StopRun,
-        )
-    if status == 409 or "already exists" in lowered:
-        return Verdict(VerdictKind.CONFLICT, message)
-    if status == 408:
-        return Verdict(VerdictKind.RETRY, message)
-    return Verdict(VerdictKind.REJECT, message)
-
-
-def may_have_arrived(exc: Exception) -> bool:
-    """Whether a request that failed with ``exc`` may have reached the server (and so may have
-    taken effect): false only for failures before or while connecting."""
-    return not isinstance(exc, _NOT_SENT)
-
-
-def describe(exc: BaseException) -> str:
-    """A short description of a transport failure."""
-    text = str(exc).strip()
-    name = type(exc).__name__
-    return f"{name}: {text}" if text else name
 
 
 @dataclass(slots=True)
@@ -688,58 +550,3 @@ class _Source:
         if request is None:
             self._done = True
         return request
-
-
-class _NoCookies(http.cookiejar.CookieJar):
-    """A cookie jar that keeps nothing. Hub's API does not use cookies, and httpx's cookie
-    extraction rebuilds every response's headers as an email message (tens of µs each)."""
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
-
-
-_PROXY_VARIABLES = (
-    "HTTPS_PROXY",
-    "HTTP_PROXY",
-    "ALL_PROXY",
-    "https_proxy",
-    "http_proxy",
-    "all_proxy",
-)
-
-
-def make_client(
-    base_url: str,
-    auth: httpx.Auth | None = None,
-    concurrency: int = 16,
-    timeout: float = 30.0,
-    *,
-    headers: Mapping[str, str] | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` for the dispatcher: one keep-alive connection per concurrent
-    request on the lean :class:`HubTransport` (httpx's own transport when a proxy is set in
-    the environment), a connect timeout shorter than the read timeout, and no pool timeout
-    (waiting for a connection is the concurrency limit at work, not a failure)."""
-    pool = max(1, concurrency)
-    timeouts = httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None)
-    default_headers = {"Accept": "application/json", "User-Agent": "sink/0.1"}
-    default_headers.update(headers or {})
-    proxied = any(os.environ.get(name) for name in _PROXY_VARIABLES)
-    if transport is None and not proxied:
-        transport = HubTransport(max_connections=pool)
-    # httpx's pool rescans every connection per request: keep it at 32 or fewer (DESIGN.md).
-    limits = httpx.Limits(
-        max_connections=min(pool, 32), max_keepalive_connections=min(pool, 32), keepalive_expiry=4.0
-    )
-    return httpx.AsyncClient(
-        base_url=base_url,
-        auth=auth,
-        limits=limits,
-        timeout=timeouts,
-        headers=default_headers,
-        transport=transport,
-        follow_redirects=False,
-        trust_env=proxied,
-        cookies=_NoCookies(),
-    )

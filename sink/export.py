@@ -37,9 +37,9 @@ import orjson
 
 from sink.auth import HubAuth, token_url_for
 from sink.credentials import Credentials
-from sink.dispatch import make_client
 from sink.errors import ConfigError, SinkError
 from sink.hub import HubReader, segment
+from sink.transport import make_client
 
 BATCH_ROWS = 1_000
 ORDERINGS = ("name", "-name", "last_updated", "-last_updated", "pull_count", "-pull_count")

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from sink.dispatch import OAT_NOT_ALLOWED, PAT_NOT_ALLOWED, hub_message, parse_body
+from sink.classify import OAT_NOT_ALLOWED, PAT_NOT_ALLOWED, hub_message, parse_body
 from sink.errors import CredentialsError, NeedsOrgToken, RetryLater, StopRun
 from sink.model import Request
 from sink.pacing import backoff_delay, parse_retry_after

@@ -23,9 +23,10 @@ import httpx
 
 from sink.audit import AuditLog
 from sink.auth import HubAuth, token_url_for
+from sink.classify import NON_IDEMPOTENT
 from sink.credentials import Credentials, check_accepted
 from sink.destination import Destination
-from sink.dispatch import NON_IDEMPOTENT, Dispatcher, DispatchStats, make_client
+from sink.dispatch import Dispatcher, DispatchStats
 from sink.errors import ConfigError, RejectRecord, StopRun
 from sink.guard import OwnerGuard
 from sink.hub import HubReader
@@ -53,6 +54,7 @@ from sink.policy import violation
 from sink.progress import Progress, Snapshot
 from sink.resolve import Resolver
 from sink.results import Counts, Recorder
+from sink.transport import make_client
 
 _LEDGER_CHUNK = 256  # records whose past states are read in one query
 _GROUP = 16  # requests marked sent in one commit (at most the concurrency)

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import http.cookiejar
+import os
 import ssl
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 
@@ -449,3 +453,58 @@ class HubTransport(httpx.AsyncBaseTransport):
             for connection in pool.idle:
                 connection.close()
             pool.idle.clear()
+
+
+class _NoCookies(http.cookiejar.CookieJar):
+    """A cookie jar that keeps nothing. Hub's API does not use cookies, and httpx's cookie
+    extraction rebuilds every response's headers as an email message (tens of µs each)."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+
+_PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "ALL_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "all_proxy",
+)
+
+
+def make_client(
+    base_url: str,
+    auth: httpx.Auth | None = None,
+    concurrency: int = 16,
+    timeout: float = 30.0,
+    *,
+    headers: Mapping[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` for the dispatcher: one keep-alive connection per concurrent
+    request on the lean :class:`HubTransport` (httpx's own transport when a proxy is set in
+    the environment), a connect timeout shorter than the read timeout, and no pool timeout
+    (waiting for a connection is the concurrency limit at work, not a failure)."""
+    pool = max(1, concurrency)
+    timeouts = httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None)
+    default_headers = {"Accept": "application/json", "User-Agent": "sink/0.1"}
+    default_headers.update(headers or {})
+    proxied = any(os.environ.get(name) for name in _PROXY_VARIABLES)
+    if transport is None and not proxied:
+        transport = HubTransport(max_connections=pool)
+    # httpx's pool rescans every connection per request: keep it at 32 or fewer (DESIGN.md).
+    limits = httpx.Limits(
+        max_connections=min(pool, 32), max_keepalive_connections=min(pool, 32), keepalive_expiry=4.0
+    )
+    return httpx.AsyncClient(
+        base_url=base_url,
+        auth=auth,
+        limits=limits,
+        timeout=timeouts,
+        headers=default_headers,
+        transport=transport,
+        follow_redirects=False,
+        trust_env=proxied,
+        cookies=_NoCookies(),
+    )

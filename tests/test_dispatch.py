@@ -14,17 +14,11 @@ import httpx
 import orjson
 import pytest
 
-from sink.dispatch import (
-    Dispatcher,
-    VerdictKind,
-    classify,
-    hub_message,
-    make_client,
-    may_have_arrived,
-)
+from sink.classify import VerdictKind, classify, hub_message, may_have_arrived
+from sink.dispatch import Dispatcher
 from sink.errors import CredentialsError, NeedsOrgToken, StopRun
 from sink.model import Outcome, Request, Status
-from sink.transport import HubTransport
+from sink.transport import HubTransport, make_client
 
 BASE = "https://hub.example.test"
 NOW = 1_700_000_000.0

@@ -6,10 +6,11 @@ import orjson
 import pytest
 
 from sink.auth import HubAuth, token_url_for
-from sink.dispatch import Dispatcher, make_client
+from sink.dispatch import Dispatcher
 from sink.errors import CredentialsError
 from sink.hubsim import Simulator
 from sink.model import Outcome, Request, Status
+from sink.transport import make_client
 from tests.seed import OAT
 
 CREATE = "/v2/namespaces/acme/repositories"

@@ -13,11 +13,11 @@ import yaml
 
 import sink.hubsim
 from sink.auth import HubAuth, token_url_for
-from sink.dispatch import make_client
 from sink.guard import OwnerGuard
 from sink.hub import HubReader
 from sink.hubsim import Simulator
 from sink.model import Request
+from sink.transport import make_client
 from tests.seed import OAT
 
 DEFAULT_SEED = Path(sink.hubsim.__file__).with_name("default_seed.yaml")

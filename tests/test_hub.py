@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from sink.auth import HubAuth, token_url_for
-from sink.dispatch import make_client
 from sink.errors import CredentialsError, NeedsOrgToken, RetryLater, StopRun
 from sink.hub import HubReader, matches, read_error
 from sink.hubsim import Simulator
 from sink.hubsim.seed import default_seed_text
+from sink.transport import make_client
 from tests.seed import ACME_OAT, ALICE_PAT
 
 EVENTS = 50

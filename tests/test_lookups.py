@@ -9,11 +9,11 @@ from typing import TypeVar
 import pytest
 
 from sink.auth import HubAuth, token_url_for
-from sink.dispatch import make_client
 from sink.errors import NeedsOrgToken, RejectRecord
 from sink.hub import HubReader
 from sink.hubsim import Simulator
 from sink.lookups import Membership, TeamIds
+from sink.transport import make_client
 from tests.seed import ACME_OAT, ALICE_PAT
 
 T = TypeVar("T")
