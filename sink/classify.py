@@ -18,8 +18,6 @@ from sink.pacing import parse_retry_after
 PAT_NOT_ALLOWED = "token issued from personal access token is not allowed"
 OAT_NOT_ALLOWED = "token issued from organization access token is not allowed"
 
-# Methods whose repetition can do something twice. PUT and DELETE (and reads) are idempotent.
-NON_IDEMPOTENT = frozenset({"POST", "PATCH"})
 
 # 5xx answers after which a POST/PATCH may or may not have taken effect. A gateway's 502/503/504
 # and an application's 500 can all come after the change was applied (DESIGN.md: "a 503 that

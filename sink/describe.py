@@ -43,6 +43,7 @@ def template_summary(template: EndpointTemplate) -> dict[str, Any]:
         "method": template.method,
         "path": template.path,
         "destructive": template.destructive,
+        "idempotent": template.idempotent,
         "credentials": list(template.credentials),
     }
 
@@ -127,6 +128,8 @@ def print_template(template: EndpointTemplate) -> None:
     console.print(f"Scope:          {template.scope}")
     guard = "yes: a run needs --yes or allow_destructive" if template.destructive else "no"
     console.print(f"Destructive:    {guard}")
+    if template.idempotent:
+        console.print("Idempotent:     yes: an unknown outcome is sent again without a look-up")
     if template.secrets:
         console.print(f"Secrets:        {', '.join(template.secrets)} (written only to the vault)")
     if template.exists is not None:

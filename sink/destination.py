@@ -8,6 +8,7 @@ from pathlib import Path
 from sink import render as rendering
 from sink.config import DestinationConfig, load_config, resolve_path
 from sink.errors import ConfigError
+from sink.model import NON_IDEMPOTENT
 from sink.templates import EndpointTemplate, load_registry
 from sink.values import parse_headers
 
@@ -34,6 +35,15 @@ class Destination:
         if self.template is not None:
             return self.template.destructive
         return self.renderer.method == "DELETE"
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether sending a request twice does what sending it once does: a PUT or DELETE,
+        or a template that says so. Otherwise a request whose outcome is unknown is looked up
+        before it is sent again, and stays in doubt when it cannot be."""
+        if self.template is not None and self.template.idempotent:
+            return True
+        return self.renderer.method.upper() not in NON_IDEMPOTENT
 
     @property
     def secret_fields(self) -> tuple[str, ...]:

@@ -38,7 +38,6 @@ import httpx
 
 from sink.classify import (
     AMBIGUOUS_5XX,
-    NON_IDEMPOTENT,
     VerdictKind,
     classify,
     describe,
@@ -46,7 +45,7 @@ from sink.classify import (
     parse_body,
 )
 from sink.errors import RetryLater, StopRun
-from sink.model import Outcome, Request, Status
+from sink.model import NON_IDEMPOTENT, Outcome, Request, Status
 from sink.outputs import VaultEntry
 from sink.pacing import Pacer, backoff_delay
 from sink.redact import find_secrets, redact

@@ -9,6 +9,10 @@ from typing import Any
 JSONObject = dict[str, Any]
 
 
+NON_IDEMPOTENT = frozenset({"POST", "PATCH"})
+"""Methods whose repetition can do something twice. PUT and DELETE (and reads) are idempotent."""
+
+
 @dataclass(slots=True)
 class Record:
     """One input row: its values, its 0-based position in the input and its stable key."""

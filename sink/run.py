@@ -23,7 +23,6 @@ import httpx
 
 from sink.audit import AuditLog
 from sink.auth import HubAuth, token_url_for
-from sink.classify import NON_IDEMPOTENT
 from sink.credentials import Credentials, check_accepted
 from sink.destination import Destination
 from sink.dispatch import Dispatcher, DispatchStats
@@ -174,7 +173,7 @@ class _Run:
         self.group_size = max(1, min(config.concurrency, _GROUP))
         self.ledger = Ledger(outputs.ledger, settle_batch=_SETTLE_BATCH)
         self.template_id = destination.template_id
-        self._risky = destination.renderer.method.upper() in NON_IDEMPOTENT
+        self._risky = not destination.idempotent
         self.resource_field = destination.template.resource_id if destination.template else None
         secrets = destination.secret_fields
         responses: ResponsesFile | WebhookResponses
@@ -217,6 +216,7 @@ class _Run:
             max_elapsed=config.retry.max_seconds,
             lookup=self._lookup,
             secret_fields={self.template_id: secrets} if secrets else None,
+            idempotent_templates=(self.template_id,) if destination.idempotent else (),
         )
 
     @property
@@ -616,6 +616,7 @@ async def send_one_async(
             max_elapsed=config.retry.max_seconds,
             lookup=lookup,
             secret_fields={destination.template_id: secrets} if secrets else None,
+            idempotent_templates=(destination.template_id,) if destination.idempotent else (),
         )
         outcome = await dispatcher.send(request)
     entry = outcome.extra.pop("vault", None)

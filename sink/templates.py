@@ -118,6 +118,7 @@ class EndpointTemplate(BaseModel):
     credentials: list[CredentialKind]
     scope: str
     destructive: bool = False
+    idempotent: bool = False
     secrets: list[str] = Field(default_factory=list)
     resource_id: str | None = None
     exists: Lookup | None = None
@@ -141,6 +142,11 @@ class EndpointTemplate(BaseModel):
             isinstance(self.body, dict) and isinstance(self.body.get(self.batch.property), list)
         ):
             raise ValueError(f"batch.property {self.batch.property!r} must be a list in the body")
+        if self.method in ("POST", "PATCH") and self.exists is None and not self.idempotent:
+            raise ValueError(
+                "a POST or PATCH without an `exists` look-up must be `idempotent: true` (sending "
+                "it twice does what sending it once does); otherwise give it a look-up"
+            )
         return self
 
     @cached_property

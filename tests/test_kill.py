@@ -538,3 +538,19 @@ def test_a_post_in_doubt_that_cannot_be_looked_up_is_sent_again_only_when_the_us
     assert _posts_to(hub, create) == 2
     with Ledger(ledger_path) as ledger:
         assert ledger.get("doubtful-1").state == DONE  # type: ignore[union-attr]
+
+
+def test_an_idempotent_request_left_in_flight_is_sent_again_without_a_look_up(
+    hub: Simulator, tmp_path: Path
+) -> None:
+    # update-immutable-tags has no effect look-up, and sending the same rules twice is harmless.
+    hub.reset()
+    config = {"template": "update-immutable-tags", "settings": {"namespace": "acme"},
+              "key_field": "repository"}
+    _left_in_flight(tmp_path, ["api"], "update-immutable-tags")
+    summary = _run(hub, tmp_path, config, [{"repository": "api", "enabled": "true",
+                                            "rules": "v.*"}])
+    assert (summary.counts.ok, summary.counts.failed) == (1, 0)
+    api = next(r for r in hub.state()["repositories"]
+               if (r["namespace"], r["name"]) == ("acme", "api"))
+    assert api["immutable_tags"] == {"enabled": True, "rules": ["v.*"]}

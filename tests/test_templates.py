@@ -21,7 +21,7 @@ from sink.errors import RenderError, ValidationError
 from sink.model import Record
 from sink.render import Batching, for_template
 from sink.spec import corrected_spec, resolve_schema
-from sink.templates import PLACEHOLDER, EndpointTemplate, load_registry, references
+from sink.templates import PLACEHOLDER, EndpointTemplate, load_registry, references, templates_dir
 
 BASE = "https://hub.docker.com"
 REGISTRY = load_registry()
@@ -379,6 +379,25 @@ def test_destructive_flags_are_set_exactly_on_deletes_and_removals() -> None:
     assert {template.id for template in REGISTRY if template.destructive} == DESTRUCTIVE
     for template in REGISTRY:
         assert template.destructive == (template.method == "DELETE")
+
+
+def test_idempotent_flags_are_set_exactly_where_a_post_or_patch_has_no_look_up() -> None:
+    # Such a request with an unknown outcome is sent again without a look-up: only where
+    # sending it twice does what sending it once does.
+    assert {t.id for t in REGISTRY if t.idempotent} == {
+        "grant-team-repository", "verify-immutable-tags", "resend-invite",
+        "update-immutable-tags", "update-org-access-token",
+    }
+    for template in REGISTRY:
+        if template.method in ("POST", "PATCH"):
+            assert template.idempotent == (template.exists is None), template.id
+
+
+def test_a_post_without_a_look_up_must_say_it_is_idempotent() -> None:
+    data = yaml.safe_load((templates_dir() / "grant-team-repository.yaml").read_text())
+    del data["idempotent"]
+    with pytest.raises(ValueError, match="must be `idempotent: true`"):
+        EndpointTemplate.model_validate(data)
 
 
 @pytest.mark.parametrize("template_id", REQUIRED_IDS)
