@@ -70,6 +70,8 @@ class ManualConfig(_Strict):
     headers: dict[str, str] | str | None = None
     body: Any = None
     body_is_record: bool = False
+    idempotent: bool = False
+    """Sending a request twice does what sending it once does (see templates/README.md)."""
 
     @model_validator(mode="after")
     def _body(self) -> ManualConfig:

@@ -43,6 +43,8 @@ class Destination:
         before it is sent again, and stays in doubt when it cannot be."""
         if self.template is not None and self.template.idempotent:
             return True
+        if self.config.manual is not None and self.config.manual.idempotent:
+            return True
         return self.renderer.method.upper() not in NON_IDEMPOTENT
 
     @property

@@ -554,3 +554,18 @@ def test_an_idempotent_request_left_in_flight_is_sent_again_without_a_look_up(
     api = next(r for r in hub.state()["repositories"]
                if (r["namespace"], r["name"]) == ("acme", "api"))
     assert api["immutable_tags"] == {"enabled": True, "rules": ["v.*"]}
+
+
+def test_a_manual_post_declared_idempotent_is_not_left_in_doubt(
+    hub: Simulator, tmp_path: Path
+) -> None:
+    hub.reset()
+    grant = "/v2/repositories/acme/api/groups"
+    config = {"manual": {"method": "POST", "url": grant, "body_is_record": True,
+                         "idempotent": True}, "key_field": "group_id"}
+    acme = next(org for org in hub.state()["orgs"] if org["name"] == "acme")
+    team_id = acme["teams"][0]["id"]
+    _left_in_flight(tmp_path, [str(team_id)], "manual")  # a kill left the grant in doubt
+    summary = _run(hub, tmp_path, config, [{"group_id": team_id, "permission": "read"}])
+    assert (summary.counts.ok, summary.counts.failed) == (1, 0)  # sent again, not held
+    assert len([r for r in hub.requests() if r["path"] == grant]) == 1
