@@ -1,4 +1,4 @@
-"""The audit log: every call, and every refusal, as a JSON line, with bodies redacted.
+"""The audit log: every call, every read, and every refusal, as a JSON line, bodies redacted.
 
 It says who (the identifier, never the secret), when, which template, method and URL, which
 records, and what came of it. Request bodies are logged with secret fields (the template's,
@@ -72,6 +72,20 @@ class AuditLog:
             error=outcome.error,
         )
         self._write(line)
+
+    def read(self, template: str, method: str, url: str, status: int) -> None:
+        """A read the run made of Docker Hub (an effect look-up, a team's id, a membership)."""
+        self._write({
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "who": self.who,
+            "template": template,
+            "method": method,
+            "url": url,
+            "keys": [],
+            "body": None,
+            "status": status,
+            "outcome": "read",
+        })
 
     def refusal(self, request: Request, reason: str) -> None:
         """A request that was never sent, and why."""

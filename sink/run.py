@@ -196,6 +196,7 @@ class _Run:
         self.audit = AuditLog(
             outputs.audit, who=credentials.identifier, redactor=redactor, secret_fields=secrets
         )
+        client.event_hooks["response"].append(self._audit_read)
         self.owners = OwnerGuard.for_template(self.template_id, self.reader)
         template = destination.template
         self.resolver = (
@@ -222,6 +223,13 @@ class _Run:
     @property
     def counts(self) -> Counts:
         return self.recorder.counts
+
+    async def _audit_read(self, response: httpx.Response) -> None:
+        # Writes are audited with their outcome (see outcome()); reads here, as they happen.
+        method = response.request.method
+        if method in ("GET", "HEAD"):
+            url = str(response.request.url)
+            self.audit.read(self.template_id, method, url, response.status_code)
 
     async def _lookup(self, request: Request) -> bool | None:
         return await look_up_effect(self.destination, self.reader, self.flight[request.keys][1])

@@ -219,8 +219,12 @@ def test_the_last_owner_is_never_removed(
     assert [r["username"] for r in rejects] == ["alice"]
     assert "last owner" in rejects[0]["_sink_error"]
     audit = lines(tmp_path / "out" / "dest-audit.jsonl")
-    assert sorted((a["outcome"], a["keys"]) for a in audit) == [("ok", ["carol"]),
+    calls = [a for a in audit if a["outcome"] != "read"]
+    assert sorted((a["outcome"], a["keys"]) for a in calls) == [("ok", ["carol"]),
                                                                 ("refused", ["alice"])]
+    # The guard's reads of the members list are in the audit log too.
+    assert any(a["method"] == "GET" and "/v2/orgs/acme/members" in a["url"]
+               for a in audit if a["outcome"] == "read")
     capsys.readouterr()
 
 

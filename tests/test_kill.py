@@ -417,6 +417,10 @@ def test_records_left_sent_are_looked_up_present_ones_settled_absent_ones_sent_o
     assert _posts_to(hub, "/v2/namespaces/acme/repositories") - before == 3  # only the absent
     heads = [r for r in hub.requests() if r["method"] == "HEAD"]
     assert len(heads) >= 6
+    audit = jsonl(tmp_path / "dest" / "out" / "dest-audit.jsonl")
+    looked_up = {line["url"].rsplit("/", 1)[1] for line in audit
+                 if line["outcome"] == "read" and line["method"] == "HEAD"}
+    assert looked_up == {r["name"] for r in rows}  # the look-ups are in the audit log too
     with Ledger(tmp_path / "dest" / "dest.ledger.sqlite") as ledger:
         assert ledger.counts()[DONE] == 6
         assert ledger.get("doubt-0").note == "found in place after an interrupted run"  # type: ignore[union-attr]
