@@ -43,11 +43,14 @@ def violation(policy: PolicyConfig, request: Request) -> str | None:
     if policy.methods is not None and method not in policy.methods:
         return f"policy allows methods {', '.join(policy.methods)}, not {method}"
     scoped = (policy.namespaces, policy.organizations, policy.teams, policy.repositories)
+    if all(rule is None for rule in scoped):
+        return None
     path = urlsplit(request.url).path
-    if any(rule is not None for rule in scoped) and schema.match_operation(method, path) is None:
+    operation, params = _path_params(method, path)
+    if operation is None:
         # Fail closed: a path outside the spec cannot be told to stay inside the policy.
         return f"policy cannot check {method} {path}: not an operation of Docker Hub's API"
-    names = named_resources(request)
+    names = _names(request, method, operation, params)
     checks = (
         ("namespace", names["namespaces"], policy.namespaces),
         ("organization", names["organizations"], policy.organizations),
@@ -66,8 +69,13 @@ def violation(policy: PolicyConfig, request: Request) -> str | None:
 def named_resources(request: Request) -> dict[str, list[str]]:
     """The namespaces, organizations, teams and repositories a request names."""
     method = request.method.upper()
-    path = urlsplit(request.url).path
-    operation, params = _path_params(method, path)
+    operation, params = _path_params(method, urlsplit(request.url).path)
+    return _names(request, method, operation, params)
+
+
+def _names(
+    request: Request, method: str, operation: str | None, params: dict[str, str]
+) -> dict[str, list[str]]:
     body = _body(request)
     namespaces = [params[p] for p in _NAMESPACE_PARAMS if p in params]
     organizations = [params[p] for p in _ORG_PARAMS if p in params]
