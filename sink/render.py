@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -243,12 +243,18 @@ class Renderer:
         payload = orjson.dumps(body, default=_json_default)
         return Request(self.method, url, headers, payload, keys, self.template_id, indexes)
 
+    @cached_property
+    def _base(self) -> httpx.URL:
+        import httpx
+
+        return httpx.URL(self._base_url.rstrip("/") + "/")
+
     def _absolute(self, path: str) -> str:
         if path.startswith("/"):
             return self._origin + path
         import httpx
 
-        url, base = httpx.URL(path), httpx.URL(self._base_url.rstrip("/") + "/")
+        url, base = httpx.URL(path), self._base
         if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
             raise RenderError(f"url {path!r} would leave the connection's host; refused")
         return path
