@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from sink import yamltext
 from sink.errors import ConfigError
+from sink.model import NON_IDEMPOTENT
 
 CredentialKind = Literal["pat", "oat", "password"]
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -142,7 +143,7 @@ class EndpointTemplate(BaseModel):
             isinstance(self.body, dict) and isinstance(self.body.get(self.batch.property), list)
         ):
             raise ValueError(f"batch.property {self.batch.property!r} must be a list in the body")
-        if self.method in ("POST", "PATCH") and self.exists is None and not self.idempotent:
+        if self.method in NON_IDEMPOTENT and self.exists is None and not self.idempotent:
             raise ValueError(
                 "a POST or PATCH without an `exists` look-up must be `idempotent: true` (sending "
                 "it twice does what sending it once does); otherwise give it a look-up"
