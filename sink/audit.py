@@ -45,6 +45,9 @@ class AuditLog:
     def _write(self, line: dict[str, Any]) -> None:
         self._file.write(self.redactor.json_line(line))
 
+    def _head(self) -> dict[str, Any]:
+        return {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "who": self.who}
+
     def _base(self, request: Request) -> dict[str, Any]:
         body: Any = None
         if request.body is not None:
@@ -53,8 +56,7 @@ class AuditLog:
             except orjson.JSONDecodeError:
                 body = "<not JSON>"
         return {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "who": self.who,
+            **self._head(),
             "template": request.template,
             "method": request.method,
             "url": request.url,
@@ -76,8 +78,7 @@ class AuditLog:
     def read(self, template: str, method: str, url: str, status: int) -> None:
         """A read the run made of Docker Hub (an effect look-up, a team's id, a membership)."""
         self._write({
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "who": self.who,
+            **self._head(),
             "template": template,
             "method": method,
             "url": url,

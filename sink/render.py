@@ -263,22 +263,16 @@ class Renderer:
         """One record, one request (per-record mode); the hot path of a run, kept lean."""
         data = record.data
         fixed, fused = self._fixed_url, self._fused
-        if fixed is not None and fused is not None:
-            try:
-                body = fused(data)
-            except (RenderError, ValidationError) as exc:
-                if exc.index is None:
-                    exc.index = record.index
-                raise
-            payload = orjson.dumps(body, default=_json_default)
-            return Request(
-                self.method, fixed, self._json_static, payload, (record.key,), self.template_id,
-                (record.index,),
-            )
         try:
+            if fixed is not None and fused is not None:
+                payload = orjson.dumps(fused(data), default=_json_default)
+                return Request(
+                    self.method, fixed, self._json_static, payload, (record.key,),
+                    self.template_id, (record.index,),
+                )
             path = self._path(data)
-            if self._fused is not None:
-                body = self._fused(data)
+            if fused is not None:
+                body = fused(data)
             else:
                 body = self._raw_body(data)
                 checker = self._checker
