@@ -4,7 +4,7 @@ It says who (the identifier, never the secret), when, which template, method and
 records, and what came of it. Request bodies are logged with secret fields (the template's,
 and :data:`HIDDEN_FIELDS`) replaced by ``***``; response bodies are not logged. Every line
 passes the run's :class:`~sink.redact.Redactor`. Lines are written unbuffered, so a killed
-run loses none it wrote.
+run loses none it wrote. The file is private: mode 0600, in folders created 0700.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from sink.model import Outcome, Request
+from sink.outputs import open_private
 from sink.redact import Redactor, redact
 
 HIDDEN_FIELDS = frozenset({"password", "secret", "token", "access_token", "refresh_token"})
@@ -25,7 +26,7 @@ HIDDEN_FIELDS = frozenset({"password", "secret", "token", "access_token", "refre
 
 
 class AuditLog:
-    """An append-only JSON Lines file."""
+    """An append-only JSON Lines file (0600; a wider mode is narrowed: ``mode_fixed``)."""
 
     def __init__(
         self,
@@ -36,11 +37,13 @@ class AuditLog:
         secret_fields: Collection[str] = (),
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.who = who
         self.redactor = redactor
         self.secret_fields = frozenset(secret_fields) | HIDDEN_FIELDS
-        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        fd, self.mode_fixed = open_private(
+            self.path, os.O_WRONLY | os.O_APPEND, what="the audit log"
+        )
+        self._file = os.fdopen(fd, "ab", buffering=0)
 
     def _write(self, line: dict[str, Any]) -> None:
         self._file.write(self.redactor.json_line(line))
@@ -77,16 +80,18 @@ class AuditLog:
 
     def read(self, template: str, method: str, url: str, status: int) -> None:
         """A read the run made of Docker Hub (an effect look-up, a team's id, a membership)."""
-        self._write({
-            **self._head(),
-            "template": template,
-            "method": method,
-            "url": url,
-            "keys": [],
-            "body": None,
-            "status": status,
-            "outcome": "read",
-        })
+        self._write(
+            {
+                **self._head(),
+                "template": template,
+                "method": method,
+                "url": url,
+                "keys": [],
+                "body": None,
+                "status": status,
+                "outcome": "read",
+            }
+        )
 
     def refusal(self, request: Request, reason: str) -> None:
         """A request that was never sent, and why."""

@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import orjson
 
-from sink.errors import CredentialsError, RetryLater
-from sink.pacing import parse_retry_after
+from sink.errors import CredentialsError, RetryLater, StopRun, Throttled
+from sink.pacing import retry_after
 from sink.redact import Redactor
 
 # The spec says the JWT expires in ten minutes; used when a token carries no readable ``exp``.
@@ -123,7 +123,8 @@ class HubAuth(httpx.Auth):
     # -- the exchange -----------------------------------------------------------------------
 
     def _exchange_request(self, original: httpx.Request) -> httpx.Request:
-        headers = {"Accept": "application/json"}
+        # The spec's body is JSON: a strict server refuses it without its Content-Type (415).
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
         agent = original.headers.get("user-agent")
         if agent:
             headers["User-Agent"] = agent
@@ -138,9 +139,13 @@ class HubAuth(httpx.Auth):
     def _accept(self, response: httpx.Response) -> str:
         """Read the exchange's answer: cache and return the JWT, or raise."""
         status = response.status_code
-        if status == 429 or status >= 500:
-            delay = parse_retry_after(response.headers, self._clock()) if status == 429 else None
-            raise RetryLater(f"the token exchange answered HTTP {status}", delay=delay)
+        if status == 429:
+            found = retry_after(response.headers, self._clock())
+            delay, asked = found if found is not None else (None, None)
+            said = f" ({asked})" if asked else ""
+            raise Throttled(f"the token exchange answered HTTP 429{said}", delay=delay, asked=asked)
+        if status >= 500:
+            raise RetryLater(f"the token exchange answered HTTP {status}")
         if status != 200:
             reason = self.redactor(_error_text(response))
             raise CredentialsError(
@@ -184,9 +189,20 @@ class HubAuth(httpx.Auth):
 
     # -- flows ------------------------------------------------------------------------------
 
+    def _check_origin(self, request: httpx.Request) -> None:
+        """Refuse to sign a request to anywhere but the token exchange's origin: the bearer
+        is as good as the credential, and it goes to Docker Hub only."""
+        if _origin_of(request.url) != _origin_of(httpx.URL(self.token_url)):
+            where = f"{request.url.scheme}://{request.url.netloc.decode('ascii', 'replace')}"
+            raise StopRun(
+                f"refusing to send the Docker Hub credential to {where}: it goes only to the "
+                f"connection's base URL ({self.token_url.removesuffix(TOKEN_PATH)})"
+            )
+
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        self._check_origin(request)
         token = self._current()
         if token is None:
             async with self._async_lock():
@@ -213,6 +229,7 @@ class HubAuth(httpx.Auth):
             raise self._refused()
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        self._check_origin(request)
         token = self._current()
         if token is None:
             with self._thread_lock:
@@ -236,6 +253,14 @@ class HubAuth(httpx.Auth):
         response = yield request
         if response.status_code == 401:
             raise self._refused()
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_of(url: httpx.URL) -> tuple[str, str, int | None]:
+    scheme = url.scheme.lower()
+    return scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(scheme)
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check a destination config: keys, template, settings, input and secret.",
     )
     validate.add_argument("config", help="destination config (YAML)")
+    _connection_arguments(validate)
     validate.set_defaults(handler=cmd_validate)
 
     hubsim = commands.add_parser(
@@ -258,7 +259,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     destination = open_destination(args.config, base_url=args.base_url)
     guard_destructive(destination, args.yes)
     source = _input_of(args, destination)
-    credentials = resolve(destination.config.connection, destination.folder, base_url=args.base_url)
+    credentials = resolve(
+        destination.config.connection, destination.folder, base_url=destination.base_url
+    )
     with Progress(f"sink run {destination.template_id}") as progress:
         options = RunOptions(
             source, args.input_format, yes=args.yes, fresh=args.fresh,
@@ -271,7 +274,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.stopped is not None:
         return EXIT_STOPPED
     counts = summary.counts
-    return EXIT_REJECTED if counts.rejected or counts.failed or counts.skipped else EXIT_OK
+    trouble = counts.rejected or counts.failed or counts.skipped or counts.secrets_lost
+    return EXIT_REJECTED if trouble else EXIT_OK
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -293,7 +297,9 @@ def cmd_test(args: argparse.Namespace) -> int:
     else:
         record = None
     request, records = test_request(destination, record, args.body)
-    credentials = resolve(destination.config.connection, destination.folder, base_url=args.base_url)
+    credentials = resolve(
+        destination.config.connection, destination.folder, base_url=destination.base_url
+    )
     result = asyncio.run(send_one_async(destination, credentials, request, records))
     describe.print_test_result(result)
     return EXIT_OK if result.outcome.status.value == "ok" else EXIT_REJECTED
@@ -327,7 +333,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from sink.destination import open_destination
     from sink.validate import check
 
-    destination = open_destination(args.config)
+    destination = open_destination(args.config, base_url=args.base_url)
     found, warnings = check(destination)
     for problem in found:
         print(f"problem: {problem}", file=sys.stderr)
@@ -336,7 +342,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if found:
         return EXIT_STOPPED
     template = destination.template_id
-    print(f"{args.config}: ok ({template}, {destination.config.connection.base_url})")
+    print(f"{args.config}: ok ({template}, requests go to {destination.base_url})")
     return EXIT_OK
 
 

@@ -18,7 +18,6 @@ from typing import IO, Any
 import orjson
 
 from sink.connections import (
-    DEFAULT_BASE_URL,
     KINDS,
     Connection,
     ConnectionKind,
@@ -32,6 +31,7 @@ from sink.connections import (
     secret_label,
 )
 from sink.errors import ConfigError, StopRun
+from sink.origin import DEFAULT_BASE_URL
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -406,9 +406,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         "connection", help="store Docker Hub connections (secrets encrypted at rest)",
         description=(
             "Store a Docker Hub connection once and refer to it by instance name "
-            "(configs: `connection: {name: NAME}`). Secrets are encrypted at rest, with a key "
-            "in the OS keyring or in a key file (mode 0600), and never shown again. The store "
-            "is in $SINK_HOME, else $XDG_CONFIG_HOME/sink, else ~/.config/sink."
+            "(configs: `connection: {name: NAME}`). Secrets are encrypted at rest and never "
+            "shown again. The store is in $SINK_HOME, else $XDG_CONFIG_HOME/sink, else "
+            "~/.config/sink. The key is kept apart from the store, so that whoever can read "
+            "the store's folder cannot decrypt it: in the OS keyring when the keyring package "
+            "has a usable backend (SINK_KEYRING=off: never), else in a key file outside the "
+            "store's folder: $SINK_KEY_FILE, else $XDG_STATE_HOME/sink/connections.key, else "
+            "(with $SINK_HOME set) $SINK_HOME-key/connections.key, else "
+            "~/.local/state/sink/connections.key; mode 0600 in a folder created 0700. A key "
+            "file that group or others can read, or that another user owns, is refused. A key "
+            "left in the store's folder by an earlier version is moved out on first use."
         ),
     )
     actions = connection.add_subparsers(title="actions", metavar="ACTION")

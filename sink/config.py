@@ -3,12 +3,26 @@
 A destination names its connection, a template (or manual settings), the settings the template
 needs, how records are prepared and batched, where outputs go, and its limits. Unknown keys are
 errors. Relative paths are relative to the config file.
+
+Limits on waiting and on input (see :class:`RetryConfig`):
+
+- ``retry.max_attempts`` (6): failed sends of one request (5xx, dropped, timed out);
+- ``retry.max_throttled`` (20): 429 answers one request may get; each waits at least 1 s;
+- ``retry.max_seconds`` (300): the time one request may take, and the longest single wait; a
+  ``Retry-After`` or quota reset beyond it (or beyond 15 minutes, whatever it says) fails the
+  record, or stops the run when the token exchange or the whole quota asks for it;
+- ``max_record_bytes`` (1 MiB): the longest line of a JSON Lines input; a longer line is
+  rejected with its line number and the reading goes on at the next line, without ever
+  holding the long line in memory;
+- ``timeout`` (30 s): both the longest silence of the server and the whole of one request
+  (connect, send, answer): a response trickling in byte by byte still ends then;
+- ``max_response_bytes`` (16 MiB): the largest response body read (as sent and once decoded);
+  a larger one fails its attempt, and its effect is looked up like any unanswered request's.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,10 +38,9 @@ from pydantic import (
 
 from sink import yamltext
 from sink.errors import ConfigError
+from sink.origin import DEFAULT_BASE_URL, base_url_problem, normalise
 from sink.render import Batching
 from sink.values import parse_headers
-
-DEFAULT_BASE_URL = "https://hub.docker.com"
 
 
 class _Strict(BaseModel):
@@ -48,9 +61,10 @@ class ConnectionConfig(_Strict):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s?#]+/?$", value):
-            raise ValueError("must be a scheme and host only, like https://hub.docker.com")
-        return value.rstrip("/")
+        problem = base_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return normalise(value)
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> ConnectionConfig:
@@ -117,6 +131,21 @@ class ResponsesConfig(_Strict):
 
     file: str | None = None
     webhook: str | None = None
+    undelivered: str | None = None
+    """Webhook only: where lines the webhook did not take are kept (JSON Lines, mode 0600;
+    default ``out/NAME-responses-undelivered.jsonl``)."""
+    timeout: PositiveFloat = 10.0
+    """Webhook only: the seconds one POST to the webhook may take, from start to end."""
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        from sink.outputs import webhook_url_problem  # here: outputs is not needed to load
+
+        problem = None if value is None else webhook_url_problem(value)
+        if problem is not None:
+            raise ValueError(f"the webhook URL {problem}")
+        return value
 
     @model_validator(mode="after")
     def _one(self) -> ResponsesConfig:
@@ -126,9 +155,19 @@ class ResponsesConfig(_Strict):
 
 
 class RetryConfig(_Strict):
-    """Retry limits for transient failures."""
+    """Retry limits for transient failures.
+
+    ``max_attempts``: sends of one request that fail (5xx, dropped connection, timeout) before
+    it fails. ``max_throttled``: 429 answers one request may get before it fails (429s do not
+    use up ``max_attempts``; each waits its ``Retry-After``, and at least one second).
+    ``max_seconds``: the time one request may take, retries and waits included; it is also
+    the longest single wait: a ``Retry-After`` (or a quota reset) further away than this, or
+    than 15 minutes (``sink.pacing.MAX_WAIT``), is not waited for: the record fails, or the run
+    stops when it is the token exchange or the whole quota that asks.
+    """
 
     max_attempts: int = Field(default=6, ge=1, le=100)
+    max_throttled: int = Field(default=20, ge=1, le=1000)
     max_seconds: PositiveFloat = 300.0
 
 
@@ -142,6 +181,27 @@ class PolicyConfig(_Strict):
     organizations: list[str] | None = None
     teams: list[str] | None = None
     read_only: bool = False
+
+    @field_validator("namespaces", "organizations", "teams")
+    @classmethod
+    def _name_patterns(cls, value: list[str] | None) -> list[str] | None:
+        return cls._segment_patterns(value, 1)
+
+    @field_validator("repositories")
+    @classmethod
+    def _repository_patterns(cls, value: list[str] | None) -> list[str] | None:
+        return cls._segment_patterns(value, 2)
+
+    @staticmethod
+    def _segment_patterns(value: list[str] | None, segments: int) -> list[str] | None:
+        # A glob matches within one path segment (a `*` never crosses `/`): a pattern has as
+        # many segments as the names it matches, each non-empty.
+        shape = "namespace/name" if segments == 2 else "a single name, without /"
+        for pattern in value or ():
+            parts = pattern.split("/")
+            if len(parts) != segments or any(part in ("", ".", "..") for part in parts):
+                raise ValueError(f"{pattern!r} is not {shape} (a glob matches within one segment)")
+        return value
 
 
 class DestinationConfig(_Strict):
@@ -166,6 +226,10 @@ class DestinationConfig(_Strict):
     rate_limit: PositiveFloat | None = Field(default=None, description="requests per second")
     timeout: PositiveFloat = 30.0
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    max_record_bytes: int = Field(default=1 << 20, ge=64, le=1 << 30)
+    """The longest JSON Lines input line (bytes); a longer one is rejected with its line number."""
+    max_response_bytes: int = Field(default=16 << 20, ge=1024, le=1 << 30)
+    """The largest response body read (bytes), as sent and once decoded."""
     allow_destructive: bool = False
     policy: PolicyConfig | None = None
 

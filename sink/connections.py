@@ -4,10 +4,20 @@ A connection has a kind (``personal``: username + personal access token; ``organ
 organization name + organization access token; ``password``: username + password), an instance
 name (how configs and commands refer to it) and a base URL. The store is one JSON file,
 ``connections.json``, in the store folder (``$SINK_HOME``, else ``$XDG_CONFIG_HOME/sink``, else
-``~/.config/sink``); the secrets in it are Fernet tokens (``cryptography``). The key is kept in
-the OS keyring when the optional ``keyring`` package has a usable backend, else in the file
-``key`` (mode 0600) beside the store; the store file records which, so that a key that moved
-is not silently replaced by a new one. ``SINK_KEYRING=off`` keeps the key in the file.
+``~/.config/sink``); the secrets in it are Fernet tokens (``cryptography``).
+
+The key is kept apart from the store, so that whoever reads (or copies, or backs up) the store
+folder cannot decrypt it: in the OS keyring when the optional ``keyring`` package has a usable
+backend, else in a key file outside the store folder (:func:`key_file_path`: ``$SINK_KEY_FILE``,
+else ``$XDG_STATE_HOME/sink/connections.key``, else, when ``$SINK_HOME`` is set,
+``$SINK_HOME-key/connections.key``, else ``~/.local/state/sink/connections.key``), mode 0600
+in a folder created 0700. A key file that group or others may read, that another user owns,
+or that is a symlink is refused. The store file records where the key is, so that a key that
+moved is not silently replaced by a new one. ``SINK_KEYRING=off`` keeps the key in the file.
+
+A store made by an earlier sink keeps its key in the file ``key`` inside the store folder; the
+first use that needs the key moves it out (to the keyring or the key file), encrypts the secrets
+again with it, deletes the old file and says so.
 
 Validation follows the messages users know from Docker Hub integrations: see
 :func:`field_problem`, :func:`new_connection` and :func:`edited_connection`.
@@ -16,9 +26,12 @@ Validation follows the messages users know from Docker Hub integrations: see
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import re
+import stat
+import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +42,8 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from sink.credentials import Credentials, Kind
 from sink.errors import ConfigError
+from sink.origin import DEFAULT_BASE_URL, base_url_problem
+from sink.outputs import private_dirs
 
 ConnectionKind = Literal["personal", "organization", "password"]
 KINDS: tuple[ConnectionKind, ...] = ("personal", "organization", "password")
@@ -37,17 +52,18 @@ CREDENTIAL_KIND: dict[ConnectionKind, Kind] = {
     "organization": "oat",
     "password": "password",
 }
-DEFAULT_BASE_URL = "https://hub.docker.com"
 STORE_FILE = "connections.json"
 KEY_FILE = "key"
+"""The key file of stores made by earlier versions, inside the store folder (moved out)."""
+KEY_FILE_NAME = "connections.key"
+KEY_FILE_ENV = "SINK_KEY_FILE"
+"""The environment variable that says where the key file goes (when there is no keyring)."""
 KEYRING_SERVICE = "sink"
 
 REQUIRED = "This field is required"
 """What an empty field says (the field itself is named by the caller)."""
 
-INSTANCE_NAME_REQUIRED = (
-    "Instance Name is required to distinguish multiple DockerHub connections."
-)
+INSTANCE_NAME_REQUIRED = "Instance Name is required to distinguish multiple DockerHub connections."
 _IDENTIFIER_LABEL: dict[ConnectionKind, str] = {
     "personal": "Username",
     "organization": "Organization Name",
@@ -58,7 +74,6 @@ _SECRET_LABEL: dict[ConnectionKind, str] = {
     "organization": "Organization Access Token",
     "password": "Password",
 }
-_BASE_URL = re.compile(r"^https?://[^/\s?#]+/?$")
 
 Field = Literal["name", "identifier", "secret", "base_url"]
 
@@ -91,9 +106,7 @@ def missing_message(kind: ConnectionKind, which: Field) -> str:
 
 def edit_missing_message(kind: ConnectionKind) -> str:
     """The message of an edit that leaves a required field without any value."""
-    return (
-        f"{identifier_label(kind)}, {secret_label(kind)}, and Instance Name are required."
-    )
+    return f"{identifier_label(kind)}, {secret_label(kind)}, and Instance Name are required."
 
 
 def field_problem(kind: ConnectionKind, which: Field, value: str | None) -> str | None:
@@ -110,8 +123,10 @@ def field_problem(kind: ConnectionKind, which: Field, value: str | None) -> str 
     text = value.strip()
     if which == "secret":
         return _secret_problem(kind, text)
-    if which == "base_url" and not _BASE_URL.match(text):
-        return "Base URL must be a scheme and host only, like https://hub.docker.com"
+    if which == "base_url":
+        problem = base_url_problem(text)
+        if problem is not None:
+            return f"Base URL {problem}."
     if which == "name" and len(text) > 100:
         return "Instance Name must be at most 100 characters."
     if which == "identifier" and any(c.isspace() for c in text):
@@ -265,6 +280,107 @@ def store_folder() -> Path:
     return Path.home() / ".config" / "sink"
 
 
+def key_file_path() -> Path:
+    """Where a new store's key file goes when there is no keyring: ``$SINK_KEY_FILE``, else
+    ``$XDG_STATE_HOME/sink/connections.key``, else (``$SINK_HOME`` set) beside that folder in
+    ``$SINK_HOME-key/``, else ``~/.local/state/sink/connections.key``: never in the store
+    folder itself."""
+    given = os.environ.get(KEY_FILE_ENV)
+    if given:
+        return Path(given).expanduser()
+    state = os.environ.get("XDG_STATE_HOME")
+    if state:
+        return Path(state).expanduser() / "sink" / KEY_FILE_NAME
+    home = os.environ.get("SINK_HOME")
+    if home:
+        folder = Path(home).expanduser()
+        return folder.with_name(f"{folder.name}-key") / KEY_FILE_NAME
+    return Path.home() / ".local" / "state" / "sink" / KEY_FILE_NAME
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def read_key_file(path: Path) -> bytes | None:
+    """The key in ``path`` (None when there is no such file), after its checks: a regular
+    file (not a symlink), owned by this user, that neither group nor others may read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW: the last part is a symlink
+            raise ConfigError(
+                f"the key file {path} is a symbolic link; the key must be a regular file "
+                "(move the file it points to there)"
+            ) from exc
+        raise ConfigError(f"cannot read the key file {path}: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"the key file {path} is not a regular file")
+        if info.st_uid != os.geteuid():
+            raise ConfigError(
+                f"the key file {path} belongs to another user (uid {info.st_uid}): whoever owns "
+                "it can read the stored secrets; remove it and add the connections again"
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise ConfigError(
+                f"the key file {path} has mode {mode:04o}: group or others may read it, and "
+                "with it decrypt the stored secrets. Run `chmod 600 " + str(path) + "`; if "
+                "anyone else could have read it, revoke and recreate the stored tokens"
+            )
+        chunks = []
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    key = b"".join(chunks).strip()
+    return key or None
+
+
+def _write_key_file(path: Path, key: bytes) -> bytes:
+    """Create ``path`` (0600, its new folders 0700) holding ``key``; when another process made
+    it first, its key is the one to use."""
+    try:
+        private_dirs(path.parent)
+        fd = os.open(
+            path,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+        )
+    except FileExistsError:
+        found = read_key_file(path)
+        if found is None:
+            raise ConfigError(f"the key file {path} is empty") from None
+        return found
+    except OSError as exc:
+        raise ConfigError(f"cannot create the key file {path}: {exc.strerror or exc}") from exc
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, key + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    return key
+
+
+def _say(message: str) -> None:
+    print(f"sink: {message}", file=sys.stderr)
+
+
 class KeyringLike(Protocol):
     """The part of the ``keyring`` module the store uses."""
 
@@ -320,14 +436,26 @@ class ConnectionStore:
     """The stored connections of one folder (default :func:`store_folder`).
 
     ``keyring`` is a keyring-like object for the key, ``None`` for the key file, or left out to
-    use :func:`system_keyring` when a new store is created.
+    use :func:`system_keyring` when a new store is created. ``key_file`` is where a new key
+    file goes (default :func:`key_file_path`); ``notify`` hears what the store did on its own
+    (moving a key out of the store folder; default: a line on standard error).
     """
 
-    def __init__(self, folder: Path | None = None, *, keyring: KeyringLike | None = _UNSET):
+    def __init__(
+        self,
+        folder: Path | None = None,
+        *,
+        keyring: KeyringLike | None = _UNSET,
+        key_file: Path | None = None,
+        notify: Callable[[str], None] | None = None,
+    ):
         self.folder = folder if folder is not None else store_folder()
         self.path = self.folder / STORE_FILE
-        self.key_path = self.folder / KEY_FILE
+        self.key_path = key_file if key_file is not None else key_file_path()
+        """Where a new key file goes; an existing store's is recorded in its file."""
+        self.legacy_key_path = self.folder / KEY_FILE
         self._keyring = keyring
+        self._notify = notify if notify is not None else _say
 
     # -- the document ---------------------------------------------------------------------
 
@@ -371,20 +499,14 @@ class ConnectionStore:
         return system_keyring() if self._keyring is _UNSET else self._keyring
 
     def _key(self, doc: dict[str, Any], *, create: bool) -> bytes | None:
-        """The store's key; a new one (recorded in ``doc``) when ``create`` and there is none."""
+        """The store's key; a new one (recorded in ``doc``) when ``create`` and there is none.
+        A key still in the store folder (an earlier sink's) is moved out first."""
         source = doc.get("key")
         if source is None:
-            if not create:
-                return None
-            key = Fernet.generate_key()
-            ring = self._chosen_keyring()
-            if ring is not None:
-                ring.set_password(KEYRING_SERVICE, self._keyring_account(), key.decode())
-                doc["key"] = "keyring"
-            else:
-                self._write_key_file(key)
-                doc["key"] = "file"
-            return key
+            return self._new_key(doc) if create else None
+        if source == "file" and not doc.get("key_file"):
+            return self._move_key_out(doc)
+        self._forget_legacy_key(doc)
         if source == "keyring":
             ring = self._chosen_keyring()
             if ring is None:
@@ -392,32 +514,101 @@ class ConnectionStore:
                     f"the key of the connection store {self.path} is in the OS keyring, which "
                     "is not available here (install the keyring package, or unset SINK_KEYRING)"
                 )
-            value = ring.get_password(KEYRING_SERVICE, self._keyring_account())
+            try:
+                value = ring.get_password(KEYRING_SERVICE, self._keyring_account())
+            except Exception as exc:  # keyring backends raise their own errors
+                raise ConfigError(
+                    f"cannot read the key of the connection store {self.path} from the OS "
+                    f"keyring: {type(exc).__name__}: {exc}"
+                ) from exc
             return value.encode() if value else None
+        return read_key_file(Path(str(doc["key_file"])))
+
+    def _new_key(self, doc: dict[str, Any]) -> bytes:
+        """A key for a store that has none: in the keyring when there is one, else in the key
+        file (an existing key file's key is reused: other stores may use it too)."""
+        ring = self._chosen_keyring()
+        if ring is not None:
+            key = Fernet.generate_key()
+            try:
+                ring.set_password(KEYRING_SERVICE, self._keyring_account(), key.decode())
+            except Exception as exc:  # noqa: BLE001 - keyring backends raise their own errors
+                self._notify(
+                    f"the OS keyring did not take the key of the connection store "
+                    f"({type(exc).__name__}); it goes to the key file {self.key_path} instead"
+                )
+            else:
+                doc["key"] = "keyring"
+                doc.pop("key_file", None)
+                return key
+        path = self.key_path
+        if _inside(path, self.folder):
+            raise ConfigError(
+                f"the key file {path} would be inside the connection store's folder "
+                f"{self.folder}, where whoever reads the store could decrypt it; set "
+                f"{KEY_FILE_ENV} to a path outside it"
+            )
+        key = read_key_file(path) or _write_key_file(path, Fernet.generate_key())
+        doc["key"] = "file"
+        doc["key_file"] = str(path.absolute())
+        return key
+
+    def _move_key_out(self, doc: dict[str, Any]) -> bytes | None:
+        """An earlier sink's store: its key is in the store folder. Move it out (a new key in
+        the keyring or the key file, every secret encrypted again), then delete the old file."""
+        legacy = self.legacy_key_path
         try:
-            return self.key_path.read_bytes().strip()
+            old = legacy.read_bytes().strip()
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise ConfigError(f"cannot read the key file {self.key_path}: {exc}") from exc
+            raise ConfigError(f"cannot read the key file {legacy}: {exc.strerror or exc}") from exc
+        try:
+            clear = {
+                name: Fernet(old).decrypt(str(entry.get("secret", "")).encode())
+                for name, entry in doc["connections"].items()
+                if isinstance(entry, dict)
+            }
+        except (InvalidToken, ValueError):
+            return old  # it does not open these secrets: say so (_decrypt), change nothing
+        moved = dict(doc)
+        key = self._new_key(moved)
+        fernet = Fernet(key)
+        moved["connections"] = {
+            name: {**entry, "secret": fernet.encrypt(clear[name]).decode()}
+            if name in clear
+            else entry
+            for name, entry in doc["connections"].items()
+        }
+        self._write(moved)
+        doc.clear()
+        doc.update(moved)
+        legacy.unlink()
+        self._notify(
+            f"moved the key of the connection store {self.path} out of its folder (whoever "
+            f"could read {self.folder} could decrypt the stored secrets) to "
+            f"{self._key_place(doc)}, and encrypted the secrets again with it; if anyone else "
+            "could read that folder, revoke and recreate the stored tokens"
+        )
+        return key
 
-    def _write_key_file(self, key: bytes) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-        handle = os.open(self.key_path, flags, 0o600)
-        os.fchmod(handle, 0o600)
-        with os.fdopen(handle, "wb") as out:
-            out.write(key + b"\n")
-            out.flush()
-            os.fsync(out.fileno())
+    def _forget_legacy_key(self, doc: dict[str, Any]) -> None:
+        # A move interrupted after the store was written: the old key opens nothing now.
+        if doc.get("key_file") or doc.get("key") == "keyring":
+            with contextlib.suppress(FileNotFoundError):
+                self.legacy_key_path.unlink()
+                self._notify(f"deleted the old key file {self.legacy_key_path} (no longer used)")
 
     def _key_place(self, doc: dict[str, Any]) -> str:
         if doc.get("key") == "keyring":
             return f"the OS keyring entry {KEYRING_SERVICE}/{self._keyring_account()}"
-        return f"the key file {self.key_path}"
+        if doc.get("key_file"):
+            return f"the key file {doc['key_file']}"
+        return f"the key file {self.legacy_key_path}"
 
-    def _decrypt(self, doc: dict[str, Any], name: str, token: str) -> str:
-        key = self._key(doc, create=False)
+    def _decrypt(self, doc: dict[str, Any], name: str) -> str:
+        key = self._key(doc, create=False)  # first: moving the key out encrypts anew
+        token = str(doc["connections"][name].get("secret", ""))
         if key is None:
             raise ConfigError(
                 f"cannot decrypt the stored secret of connection {name!r}: the key is missing "
@@ -452,7 +643,7 @@ class ConnectionStore:
         if entry is None:
             raise ConfigError(_unknown(name, sorted(doc["connections"])))
         info = _info(name, entry)
-        secret = self._decrypt(doc, name, str(entry.get("secret", "")))
+        secret = self._decrypt(doc, name)
         return Connection(info.name, info.kind, info.identifier, secret, info.base_url)
 
     def info(self, name: str) -> ConnectionInfo:

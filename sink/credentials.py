@@ -14,6 +14,7 @@ from typing import Literal, TextIO
 
 from sink.config import ConnectionConfig, resolve_path
 from sink.errors import ConfigError, NeedsOrgToken
+from sink.origin import check_base_url
 
 Kind = Literal["pat", "oat", "password"]
 KIND_NAMES = {
@@ -25,12 +26,16 @@ KIND_NAMES = {
 
 @dataclass(frozen=True)
 class Credentials:
-    """An identifier (username or organization name) and its secret."""
+    """An identifier (username or organization name) and its secret, bound to the one base URL
+    it may be sent to (checked: no user info, https except to this machine)."""
 
     base_url: str
     identifier: str
     secret: str = field(repr=False)
     kind: Kind
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_url", check_base_url(self.base_url))
 
     def __repr__(self) -> str:
         return f"Credentials({self.identifier!r}, {self.kind}, secret=***)"
@@ -52,7 +57,10 @@ def resolve(
     base_url: str | None = None,
     stdin: TextIO | None = None,
 ) -> Credentials:
-    """Read the connection's secret from its source; a :class:`ConfigError` says what is missing."""
+    """Read the connection's secret from its source; a :class:`ConfigError` says what is missing.
+
+    ``base_url`` is where the requests go (a destination's ``base_url``, which
+    :func:`sink.destination.base_url_of` decided); without it, the connection's own."""
     if connection.name is not None:
         from sink.connections import load_credentials
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 from rich.console import Console
@@ -12,9 +13,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from sink import schema
-from sink.config import DEFAULT_BASE_URL
 from sink.errors import SinkError
 from sink.model import Record
+from sink.origin import DEFAULT_BASE_URL
+from sink.redact import Redactor
 from sink.render import for_template
 from sink.resolve import PREVIEW_ID
 from sink.templates import EndpointTemplate, Registry
@@ -197,9 +199,11 @@ def print_run_summary(destination: Destination, summary: RunSummary) -> None:
         ("ok", counts.ok),
         ("rejected", counts.rejected),
         ("failed", counts.failed),
+        ("secrets lost (revoke them)", len(counts.secrets_lost)),
         ("not sent (stopped)", counts.skipped),
         ("requests", counts.requests),
         ("already there (looked up)", counts.already_existed + counts.recovered),
+        ("already absent (nothing to delete)", counts.already_absent),
     ]
     if stats is not None:
         rows += [("retries", stats.retries), ("429 answers", stats.rate_limited)]
@@ -209,7 +213,8 @@ def print_run_summary(destination: Destination, summary: RunSummary) -> None:
     table.add_row("requests/s", f"{rate:,.1f}")
     console.print(table)
     outputs = summary.outputs
-    console.print(f"Responses: {outputs.responses or outputs.webhook}")
+    console.print(f"Sent to:   {destination.base_url}")
+    console.print(f"Responses: {outputs.responses or _shown_url(outputs.webhook or '')}")
     if counts.rejected or counts.failed:
         console.print(
             f"Rejects:   {outputs.rejects} (copy, fix and replay them with --input)"
@@ -221,8 +226,21 @@ def print_run_summary(destination: Destination, summary: RunSummary) -> None:
     for key in counts.secrets_lost:
         console.print(
             f"[bold red]Secret lost:[/bold red] record {escape(key)}: the token was created but "
-            "the answer carrying its secret never arrived. Revoke it and create it again."
+            "its secret never reached the vault. Revoke it and create it again."
         )
+    plan = summary.revoke
+    if plan is not None:
+        console.print(
+            f"Revoke:    {plan.tokens} token(s) listed in {plan.records}; check them, then "
+            f"run: {escape(plan.command)}"
+        )
+        for key in plan.not_found:
+            console.print(
+                f"[yellow]Not found on Docker Hub:[/yellow] the token of record {escape(key)}; "
+                "look for it by hand (`sink export` or Hub's settings) and delete it."
+            )
+    for note in summary.notes:
+        console.print(f"[yellow]Note:[/yellow] {escape(note)}")
     if summary.stopped:
         console.print(f"[bold red]Stopped:[/bold red] {escape(summary.stopped)}")
     if summary.interrupted:
@@ -241,11 +259,12 @@ def print_test_result(result: TestResult) -> None:
     console.print(format_http(result.request).decode().rstrip(), markup=False)
     outcome = result.outcome
     console.print(f"\nResponse: {outcome.http_status} ({outcome.status.value})", style="bold")
+    scrub = Redactor()  # the last line of defence: anything token-shaped is hidden
     if outcome.body is not None:
-        text = orjson.dumps(outcome.body, option=orjson.OPT_INDENT_2).decode()
-        console.print(text, markup=False)
+        text = orjson.dumps(outcome.body, option=orjson.OPT_INDENT_2, default=str).decode()
+        console.print(scrub(text), markup=False)
     if outcome.error:
-        console.print(f"Error: {outcome.error}", markup=False)
+        console.print(f"Error: {scrub(outcome.error)}", markup=False)
     if result.vault is not None:
         console.print(f"The created secret was written to the vault: {result.vault}")
 
@@ -275,3 +294,12 @@ def print_status(path: Path, counts: dict[str, int], attention: list[Entry]) -> 
                 escape(entry.note or ""),
             )
         console.print(table)
+
+
+def _shown_url(url: str) -> str:
+    """A URL fit to print: no user info, query or fragment (a webhook's often hold a key)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

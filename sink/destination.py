@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from sink import render as rendering
-from sink.config import DestinationConfig, load_config, resolve_path
+from sink.config import ConnectionConfig, DestinationConfig, load_config, resolve_path
 from sink.errors import ConfigError
 from sink.model import NON_IDEMPOTENT
+from sink.origin import destination_base_url, normalise
 from sink.templates import EndpointTemplate, load_registry
 from sink.values import parse_headers
 
@@ -23,6 +25,8 @@ class Destination:
     renderer: rendering.Renderer
     name: str = "destination"
     """The config file's stem: default output files are named after it."""
+    base_url: str = ""
+    """Where every request of this destination goes (see :mod:`sink.origin`)."""
 
     @property
     def template_id(self) -> str:
@@ -49,8 +53,12 @@ class Destination:
 
     @property
     def secret_fields(self) -> tuple[str, ...]:
-        """Response fields that go only to the vault."""
-        return tuple(self.template.secrets) if self.template is not None else ()
+        """Response fields that go only to the vault: the template's, or for a manual request
+        to an endpoint that creates a secret, those of the template for that endpoint."""
+        if self.template is not None:
+            return tuple(self.template.secrets)
+        manual = self.config.manual
+        return secrets_of(manual.method, manual.url) if manual is not None else ()
 
     def path(self, value: str | None) -> Path | None:
         """A path from the config, relative to the config's folder."""
@@ -74,8 +82,10 @@ def bind(
     base_url: str | None = None,
     validate: bool = True,
 ) -> Destination:
-    """Bind a parsed config: look its template up and compile the renderer."""
-    base = base_url or config.connection.base_url
+    """Bind a parsed config: look its template up and compile the renderer.
+
+    ``base_url`` (``--base-url``) overrides where the requests go; see :func:`base_url_of`."""
+    base = base_url_of(config.connection, base_url)
     batching = config.batching.to_batching()
     template = None
     if config.template is not None:
@@ -113,4 +123,39 @@ def bind(
             batching=batching,
             validate=validate,
         )
-    return Destination(config, folder, template, renderer)
+    return Destination(config, folder, template, renderer, base_url=base)
+
+
+def base_url_of(connection: ConnectionConfig, override: str | None = None) -> str:
+    """Where a connection's requests go: ``override``, else the stored connection's base URL
+    (for ``connection: {name: ...}``), else the config's ``base_url``; checked."""
+    stored = None
+    if override is None and connection.name is not None:
+        from sink.connections import ConnectionStore
+
+        stored = ConnectionStore().info(connection.name).base_url
+        given = "base_url" in connection.model_fields_set
+        if given and normalise(connection.base_url) != destination_base_url(stored):
+            raise ConfigError(
+                f"connection.base_url {connection.base_url} differs from the base URL of the "
+                f"stored connection {connection.name!r} ({stored}); remove one of them"
+            )
+    return destination_base_url(connection.base_url, stored=stored, override=override)
+
+
+def secrets_of(method: str, url: str) -> tuple[str, ...]:
+    """The secret response fields of the endpoint ``method url`` (a manual request, its
+    ``{{ }}`` values standing for one path segment each), from the template for it."""
+    from sink import schema
+
+    path = re.sub(r"\{\{.*?\}\}", "x", url)
+    operation = schema.match_operation(method, path)
+    if operation is None:
+        return ()
+    for template in load_registry():
+        if template.secrets and (template.method, template.path) == (
+            method.upper(),
+            operation.path,
+        ):
+            return tuple(template.secrets)
+    return ()

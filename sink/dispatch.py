@@ -6,9 +6,20 @@
 
 - 5xx answers, dropped connections and timeouts are retried with full-jitter exponential
   backoff, up to ``max_attempts`` sends and ``max_elapsed`` seconds;
-- a 429 waits until its ``Retry-After`` ends (429s do not use up attempts; the time limit
-  still applies): every worker waits when the quota looks spent, only the throttled request
-  when the 429 is isolated and Hub's reported quota is plentiful (see :mod:`sink.pacing`);
+- a 429 waits until its ``Retry-After`` ends, at least a second (``Retry-After: 0`` or less
+  included): every worker waits when the quota looks spent, only the throttled request when
+  the 429 is isolated and Hub's reported quota is plentiful (see :mod:`sink.pacing`). 429s do
+  not use up ``max_attempts``; they have their own limit, ``max_throttled`` per request, and
+  the time limit applies. A wait longer than ``max_elapsed`` (``retry.max_seconds``) or
+  :data:`sink.pacing.MAX_WAIT` is not waited: the record fails, or for the token exchange
+  (which every request shares) the run stops with :class:`~sink.errors.WaitTooLong`, the
+  message naming the header and its value;
+- every wait ends at once on :meth:`Dispatcher.stop` (or a :class:`~sink.errors.StopRun`):
+  the requests waiting get no outcome, and :meth:`Dispatcher.unsent` tells which of them
+  cannot have taken effect, so that the run takes them back instead of leaving them in doubt;
+- when Docker Hub cannot be reached at all (:data:`UNREACHABLE_AFTER` connection failures in
+  a row before any answer in the run, or for :data:`UNREACHABLE_SECONDS` after one), the run
+  stops with :class:`~sink.errors.Unreachable` ("cannot reach HOST (reason)");
 - a POST or PATCH whose fate is unknown (see :mod:`sink.classify`)
   is looked up before it is sent again: present → ok (``extra["recovered"]``), absent → sent
   again, cannot tell → failed with ``extra["in_doubt"]``, never sent blindly;
@@ -44,15 +55,40 @@ from sink.classify import (
     may_have_arrived,
     parse_body,
 )
-from sink.errors import RetryLater, StopRun
+from sink.errors import (
+    Interrupted,
+    RejectRecord,
+    RetryLater,
+    StopRun,
+    Throttled,
+    Unreachable,
+    WaitTooLong,
+)
 from sink.model import NON_IDEMPOTENT, Outcome, Request, Status
 from sink.outputs import VaultEntry
-from sink.pacing import Pacer, backoff_delay
-from sink.redact import find_secrets, redact
+from sink.pacing import (
+    MIN_THROTTLE_WAIT,
+    Pacer,
+    backoff_delay,
+    retry_after,
+    too_long,
+    wait_limit,
+)
+from sink.redact import split_secrets
 
 # Transport failures that will not go away by sending again.
 _HOPELESS: tuple[type[Exception], ...] = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 _RECORDS_PER_PLACE = 2  # records in progress per place on the wire (see Dispatcher.run)
+
+# Failures to connect (refused, DNS, TLS handshake, connect timeout): the request never left.
+_CONNECT_FAILURES: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.ConnectTimeout)
+# Docker Hub counts as unreachable after this many connection failures in a row with no answer
+# in between, when nothing in this run has reached it yet; once something has, the failures
+# must also have lasted UNREACHABLE_SECONDS, so that a blip mid-run does not stop the run.
+UNREACHABLE_AFTER = 8
+UNREACHABLE_SECONDS = 30.0
+# 429s one request may receive before it fails (retry.max_throttled).
+MAX_THROTTLED = 20
 
 Lookup = Callable[[Request], Awaitable[bool | None]]
 EventHook = Callable[[str, dict[str, Any]], None]
@@ -90,6 +126,9 @@ class _Attempt:
     error: str = ""
     status: int | None = None
     place: _Place | None = None
+    throttled: int = 0  # 429 answers, the token exchange's included
+    sending: bool = False  # on the wire right now (its fate unknown until it returns)
+    reached: bool = False  # some attempt of the request itself may have reached Hub
 
 
 class _Place:
@@ -131,6 +170,7 @@ class Dispatcher:
         rate: float | None = None,
         max_attempts: int = 6,
         max_elapsed: float = 300.0,
+        max_throttled: int = MAX_THROTTLED,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         lookup: Lookup | None = None,
@@ -148,10 +188,13 @@ class Dispatcher:
             raise ValueError("concurrency must be at least 1")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if max_throttled < 1:
+            raise ValueError("max_throttled must be at least 1")
         self.client = client
         self.concurrency = concurrency
         self.max_attempts = max_attempts
         self.max_elapsed = max_elapsed
+        self.max_throttled = max_throttled
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.lookup = lookup
@@ -159,7 +202,13 @@ class Dispatcher:
         self.secret_fields = dict(secret_fields or {})
         self.idempotent_templates = frozenset(idempotent_templates)
         self.pacer = pacer or Pacer(
-            rate, follow_quota=follow_quota, clock=clock, wall=wall, sleep=sleep
+            rate,
+            follow_quota=follow_quota,
+            clock=clock,
+            wall=wall,
+            sleep=sleep,
+            max_wait=max_elapsed,
+            on_wait=self._quota_wait,
         )
         self._clock = clock
         self._wall = wall
@@ -167,6 +216,12 @@ class Dispatcher:
         self._uniform = (rng or random.Random()).uniform
         self._stats = DispatchStats()
         self._stopping = False
+        self._stop_requested = False
+        # Requests taken and not finished, by id(request): what a stop leaves without outcome.
+        self._open: dict[int, _Attempt] = {}
+        self._connect_failures = 0  # in a row, with no answer from Hub in between
+        self._failing_since = 0.0
+        self._answered = False  # whether anything in this run got an answer from Hub
         self._urls: dict[str, httpx.URL] = {}
         self._places = asyncio.Semaphore(concurrency)
 
@@ -178,8 +233,27 @@ class Dispatcher:
         return self._stats
 
     def stop(self) -> None:
-        """Stop taking new requests; requests in flight finish and :meth:`run` ends."""
+        """Stop taking new requests; requests in flight finish and :meth:`run` ends. Requests
+        waiting (a backoff, a 429's ``Retry-After``, the pacer's hold) stop waiting at once and
+        end without an outcome (see :meth:`unsent`)."""
+        self._stop_requested = True
+        self._halt()
+
+    def _halt(self) -> None:
         self._stopping = True
+        self.pacer.stop()
+
+    def unsent(self) -> list[Request]:
+        """The requests taken that ended without an outcome (a stop, a
+        :class:`~sink.errors.StopRun`) and cannot have taken effect: they never left, or every
+        answer they got says nothing happened (a 429, a 401, a token exchange that failed).
+        A request that was on the wire, or whose earlier attempt got no clear answer, is not
+        among them: its fate is unknown."""
+        return [
+            state.request
+            for state in self._open.values()
+            if not state.sending and not state.ambiguous
+        ]
 
     @property
     def stopping(self) -> bool:
@@ -209,17 +283,26 @@ class Dispatcher:
 
     async def send(self, request: Request) -> Outcome:
         """Send one request until it has an outcome. Raises :class:`StopRun` when the run
-        cannot go on (credentials refused, an organization access token needed)."""
+        cannot go on (credentials refused, an organization access token needed, Hub out of
+        reach or asking for too long a wait), :class:`~sink.errors.Interrupted` when
+        :meth:`stop` ended its wait."""
         place = _Place(self._places)
         await place.take()
         try:
-            return await self._send(request, place)
+            return await self._tracked(request, place)
         finally:
             place.give_up()
+
+    async def _tracked(self, request: Request, place: _Place) -> Outcome:
+        """:meth:`_send`, with the request among the open ones until it has its outcome."""
+        outcome = await self._send(request, place)
+        self._open.pop(id(request), None)
+        return outcome
 
     async def _send(self, request: Request, place: _Place) -> Outcome:
         pacer = self.pacer
         state = _Attempt(request, self._clock(), place=place)
+        self._open[id(request)] = state
         risky = self._risky(request)
         while True:
             if state.ambiguous and risky:
@@ -229,6 +312,8 @@ class Dispatcher:
                     if not await self._backoff(state, state.error):
                         return self._gave_up(state)
                     continue
+                except RejectRecord as exc:
+                    return self._settled(state, exc)
                 if found is None:
                     outcome = self._finish(
                         state,
@@ -255,20 +340,40 @@ class Dispatcher:
             except httpx.TransportError as exc:
                 state.error = describe(exc)
                 state.status = None
-                if may_have_arrived(exc):
-                    state.ambiguous = True
+                if isinstance(exc, _CONNECT_FAILURES):
+                    self._connect_failed(exc, built)  # raises Unreachable when Hub is out of reach
+                failed = _failed_request(exc)
+                if may_have_arrived(exc) and (failed is None or failed is built):
+                    # The request itself (not the token exchange before it) may have arrived.
+                    state.reached = state.ambiguous = True
                 if not await self._backoff(state, state.error):
                     return self._gave_up(state)
                 continue
-            except RetryLater as exc:  # the token exchange answered 429 or 5xx
+            except Throttled as exc:  # the token exchange answered 429: every request waits
+                state.error = str(exc)
+                self._stats.rate_limited += 1
+                asked = (exc.delay, exc.asked or "") if exc.delay is not None else None
+                delay, why = self._throttle_wait(state, asked, "on the token exchange")
+                if why is not None:
+                    # Every request needs the token: the run cannot go on.
+                    self._halt()
+                    raise WaitTooLong(why) from exc
+                pacer.hold(delay)
+                self._stats.retries += 1
+                self._event(
+                    "rate_limited",
+                    {"template": request.template, "delay": delay, "everyone": True},
+                )
+                continue
+            except RetryLater as exc:  # the token exchange answered 5xx
                 state.error = str(exc)
                 if exc.delay is not None:
-                    pacer.hold(exc.delay)
+                    pacer.hold(min(exc.delay, wait_limit(self.max_elapsed)))
                 if not await self._backoff(state, state.error, sleep=exc.delay is None):
                     return self._gave_up(state)
                 continue
             except StopRun:
-                self._stopping = True
+                self._halt()
                 raise
             except httpx.HTTPError as exc:  # decoding errors, too many redirects
                 return self._finish(state, Status.FAILED, error=describe(exc))
@@ -286,11 +391,11 @@ class Dispatcher:
             if kind is VerdictKind.RETRY:
                 if status == 429:
                     self._stats.rate_limited += 1
-                    delay = verdict.delay
-                    if delay is None:
-                        delay = max(1.0, self._backoff_delay(state.failures))
-                    if self._clock() + delay - state.started > self.max_elapsed:
-                        return self._gave_up(state)
+                    delay, why = self._throttle_wait(
+                        state, retry_after(response.headers, self._wall()), ""
+                    )
+                    if why is not None:
+                        return self._gave_up(state, why)
                     shared = pacer.throttled(delay)
                     self._stats.retries += 1
                     self._event(
@@ -306,29 +411,38 @@ class Dispatcher:
                     return self._gave_up(state)
                 continue
             if kind is VerdictKind.STOP:
-                self._stopping = True
+                self._halt()
                 self._event("stop", {"template": request.template, "message": verdict.message})
                 raise verdict.error()
             body = parse_body(response)
             if kind is VerdictKind.CONFLICT:
-                try:
-                    found = await self._look_up(state)
-                except _LookupFailed:
-                    found = None
+                found, settled = await self._look_up_after(state, body)
+                if settled is not None:
+                    return settled
                 if found:
                     return self._recovered(state, already_existed=not state.ambiguous)
                 return self._finish(state, Status.REJECTED, body=body, error=verdict.message)
             # REJECT
-            if request.method.upper() == "DELETE" and status == 404 and state.ambiguous:
-                # An earlier attempt that got no clear answer deleted it.
-                outcome = self._finish(state, Status.OK, body=body)
-                outcome.extra["already_gone"] = True
-                return outcome
+            if request.method.upper() == "DELETE" and status == 404:
+                # What the delete was for is in place: the target is gone (an earlier attempt
+                # or an earlier run deleted it, or it never was). The look-up tells that from a
+                # 404 for what the path names as the target's parent (a team that does not
+                # exist: the record is wrong) and from a target Hub still lists.
+                found, settled = await self._look_up_after(state, body)
+                if settled is not None:
+                    return settled
+                if found is not False:
+                    outcome = self._finish(state, Status.OK, body=body)
+                    outcome.extra["already_gone"] = True
+                    return outcome
             return self._finish(state, Status.REJECTED, body=body, error=verdict.message)
 
     async def _look_up(self, state: _Attempt) -> bool | None:
         """Whether the request's effect is there (``None``: cannot tell); raises
-        :class:`_LookupFailed` when the look-up itself met a transient failure."""
+        :class:`_LookupFailed` when the look-up itself met a transient failure, and lets
+        :class:`~sink.errors.RejectRecord` through when Hub's answer to the look-up settles
+        the record (the team it names does not exist): the caller makes that a rejection
+        (see :meth:`_settled`), never a record left in doubt."""
         if self.lookup is None:
             return None
         self._stats.lookups += 1
@@ -337,6 +451,23 @@ class Dispatcher:
         except (httpx.TransportError, RetryLater) as exc:
             state.error = f"{state.error}; the look-up failed ({describe(exc)})"
             raise _LookupFailed from exc
+
+    def _settled(self, state: _Attempt, reason: RejectRecord, body: Any = None) -> Outcome:
+        """The rejection a look-up settled the request with (its parent does not exist)."""
+        return self._finish(state, Status.REJECTED, body=body, error=reason.message)
+
+    async def _look_up_after(
+        self, state: _Attempt, body: Any
+    ) -> tuple[bool | None, Outcome | None]:
+        """The look-up after a clear answer (a 409, a DELETE's 404): whether the effect is
+        there (``None`` when it cannot be told, a transient failure included), or the outcome
+        that settles the record when the look-up found what it names missing."""
+        try:
+            return await self._look_up(state), None
+        except _LookupFailed:
+            return None, None
+        except RejectRecord as exc:
+            return None, self._settled(state, exc, body)
 
     def _backoff_delay(self, failures: int) -> float:
         return backoff_delay(failures, self.backoff_base, self.backoff_cap, self._uniform)
@@ -348,18 +479,85 @@ class Dispatcher:
             state.started = self._clock()
         state.attempts += 1
         self._stats.sent += 1
+        state.sending = True
         try:
-            return await self.client.send(built)
-        except BaseException:
+            response = await self.client.send(built)
+        except asyncio.CancelledError:
+            self.pacer.complete(None)
+            raise  # still "sending": it may have left, nobody knows
+        except BaseException as exc:
+            state.sending = False
             self.pacer.complete(None)  # whatever happened, this start is over
+            if not isinstance(exc, _CONNECT_FAILURES):
+                # Something connected, or the token exchange was answered: Hub is there.
+                self._connect_failures = 0
+                self._answered = True
             raise
+        state.sending = False
+        state.reached = True
+        self._connect_failures = 0
+        self._answered = True
+        return response
+
+    def _connect_failed(self, exc: httpx.TransportError, built: httpx.Request) -> None:
+        """Count a failure to connect; raise :class:`Unreachable` when Hub is out of reach:
+        :data:`UNREACHABLE_AFTER` failures in a row with no answer in between, and, once
+        something in this run got an answer, failing for :data:`UNREACHABLE_SECONDS`."""
+        now = self._clock()
+        if self._connect_failures == 0:
+            self._failing_since = now
+        self._connect_failures += 1
+        if self._connect_failures < UNREACHABLE_AFTER:
+            return
+        if self._answered and now - self._failing_since < UNREACHABLE_SECONDS:
+            return
+        failed = _failed_request(exc) or built
+        url = failed.url
+        host = f"{url.host}:{url.port}" if url.port is not None else url.host
+        self._halt()
+        raise Unreachable(
+            f"cannot reach {host} ({describe(exc)}); {self._connect_failures} attempts in a "
+            "row failed to connect. Nothing that failed to connect was sent; check the "
+            "connection's base URL and the network, then run again"
+        ) from exc
+
+    def _throttle_wait(
+        self, state: _Attempt, asked: tuple[float, str] | None, where: str
+    ) -> tuple[float, str | None]:
+        """Count a 429 and decide its wait: ``(seconds, None)``, or ``(0, why)`` when the
+        request must not wait (too long a wait, too many 429s, out of time). ``asked`` is
+        the server's delay and the header that said it, if it did."""
+        state.throttled += 1
+        place = f" {where}" if where else ""
+        if asked is not None and asked[0] > wait_limit(self.max_elapsed):
+            return 0.0, too_long(asked[0], asked[1], where, self.max_elapsed)
+        if asked is not None:
+            delay = max(MIN_THROTTLE_WAIT, asked[0])
+        else:
+            delay = max(MIN_THROTTLE_WAIT, self._backoff_delay(state.throttled - 1))
+        if state.throttled > self.max_throttled:
+            return 0.0, (
+                f"Docker Hub answered HTTP 429 (rate limited) {state.throttled} times{place}, "
+                f"more than retry.max_throttled ({self.max_throttled})"
+            )
+        if self._clock() + delay - state.started > self.max_elapsed:
+            said = f" ({asked[1]})" if asked is not None and asked[1] else ""
+            return 0.0, (
+                f"HTTP 429 (rate limited){place}: waiting {delay:g} s more{said} would pass "
+                f"retry.max_seconds ({self.max_elapsed:g} s)"
+            )
+        return delay, None
+
+    def _quota_wait(self, seconds: float, reason: str) -> None:
+        self._event("waiting", {"seconds": seconds, "reason": reason})
 
     async def _pause(self, state: _Attempt, seconds: float) -> None:
-        """Wait between attempts, the record's place on the wire given to another meanwhile."""
+        """Wait between attempts, the record's place on the wire given to another meanwhile;
+        :meth:`stop` ends the wait with :class:`~sink.errors.Interrupted`."""
         place = state.place
         if place is not None:
             place.give_up()
-        await self._sleep(seconds)
+        await self.pacer.pause(seconds, self._sleep)
         if place is not None:
             await place.take()
 
@@ -384,15 +582,18 @@ class Dispatcher:
             await self._pause(state, delay)
         return True
 
-    def _gave_up(self, state: _Attempt) -> Outcome:
+    def _gave_up(self, state: _Attempt, reason: str | None = None) -> Outcome:
         tries = "attempt" if state.attempts == 1 else "attempts"
-        error = f"gave up after {state.attempts} {tries}: {state.error}"
+        error = f"gave up after {state.attempts} {tries}: {reason or state.error}"
         in_doubt = state.ambiguous and self._risky(state.request)
         if in_doubt:
             error += " (the request may have reached Docker Hub; check before sending it again)"
         outcome = self._finish(state, Status.FAILED, error=error)
         if in_doubt:
             outcome.extra["in_doubt"] = True
+        if not state.reached:
+            # Only the token exchange, or nothing at all, went out: the request never left.
+            outcome.extra["not_sent"] = True
         return outcome
 
     def _risky(self, request: Request) -> bool:
@@ -414,7 +615,7 @@ class Dispatcher:
             self._stats.failed += 1
         fields = self.secret_fields.get(request.template)
         if fields and body is not None:
-            body = redact(body, fields)
+            body = split_secrets(body, fields)[0]
         return Outcome(
             keys=request.keys,
             status=status,
@@ -433,24 +634,40 @@ class Dispatcher:
         fields = self.secret_fields.get(request.template)
         entry = None
         if fields and body is not None:
-            secrets = find_secrets(body, fields)
+            # Every token-shaped value counts, not only the declared field: a secret in an
+            # unexpected place goes to the vault too, never to the responses stream.
+            _, secrets = split_secrets(body, fields)
             if secrets:
                 entry = VaultEntry.from_body(request.keys, request.template, body, secrets)
+        if fields and entry is None:
+            # Created, but the answer does not show the secret: as good as lost.
+            outcome = self._finish(
+                state,
+                Status.SECRET_LOST,
+                body=body,
+                error=(
+                    f"Docker Hub answered {state.status} but the answer holds no secret "
+                    f"(expected in {', '.join(fields)}); the token exists without a known "
+                    "secret: revoke it and create it again"
+                ),
+            )
+            outcome.extra["secret_lost"] = True
+            return outcome
         outcome = self._finish(state, Status.OK, body=body)
         if entry is not None:
             outcome.extra["vault"] = entry
-        elif fields:
-            outcome.extra["secret_missing"] = True
         return outcome
 
     def _recovered(self, state: _Attempt, *, already_existed: bool = False) -> Outcome:
         request = state.request
         self._stats.recovered += 1
-        outcome = self._finish(state, Status.OK)
+        secrets = self.secret_fields.get(request.template)
+        lost = bool(secrets) and not already_existed
+        outcome = self._finish(state, Status.SECRET_LOST if lost else Status.OK)
         outcome.extra["already_existed" if already_existed else "recovered"] = True
-        if self.secret_fields.get(request.template) and already_existed:
+        if secrets and already_existed:
             outcome.extra["secret_missing"] = True
-        elif self.secret_fields.get(request.template):
+        elif lost:
             # The response that carried the secret never arrived: it exists, but is lost.
             outcome.extra["secret_lost"] = True
             outcome.error = (
@@ -477,9 +694,14 @@ class Dispatcher:
         complete. After :meth:`stop` no new request is taken and the run ends once the
         requests in flight are done. A :class:`StopRun` (or a failure of the request source)
         stops the run the same way; it is raised after every finished outcome was yielded.
-        The request that caused it has no outcome. Leaving the loop early cancels the
-        requests in flight."""
-        self._stopping = False
+        The request that caused it has no outcome, nor do the requests that were waiting (a
+        backoff, a 429, the pacer) when the run stopped: :meth:`unsent` lists those that cannot
+        have taken effect. Leaving the loop early cancels the requests in flight."""
+        self._stopping = self._stop_requested
+        if not self._stop_requested:
+            self.pacer.resume()
+        self._connect_failures = 0
+        self._answered = False
         source = _Source(requests)
         results: asyncio.Queue[Outcome | None] = asyncio.Queue(maxsize=self.concurrency)
         failures: list[BaseException] = []
@@ -494,14 +716,16 @@ class Dispatcher:
                     request = await source.next()
                     if request is None:
                         break
-                    outcome = await self._send(request, place)
+                    outcome = await self._tracked(request, place)
                     place.give_up()
                     await results.put(outcome)
             except asyncio.CancelledError:
                 raise
+            except Interrupted:
+                pass  # a stop ended its wait: no outcome (see unsent())
             except BaseException as exc:  # noqa: BLE001 - re-raised by run() once drained
                 failures.append(exc)
-                self._stopping = True
+                self._halt()
             finally:
                 place.give_up()
             await results.put(None)
@@ -524,6 +748,15 @@ class Dispatcher:
             await asyncio.gather(*workers, return_exceptions=True)
         if failures:
             raise failures[0]
+
+
+def _failed_request(exc: httpx.TransportError) -> httpx.Request | None:
+    """The request a transport failure happened to (the token exchange's, or the request's
+    own), when httpx says."""
+    try:
+        return exc.request
+    except RuntimeError:
+        return None
 
 
 class _Source:

@@ -82,3 +82,29 @@ class RetryLater(SinkError):
     def __init__(self, message: str, *, delay: float | None = None) -> None:
         super().__init__(message)
         self.delay = delay
+
+
+class Throttled(RetryLater):
+    """A 429: ``delay`` is the wait the server asked for (``None`` when it did not say) and
+    ``asked`` the header that said it, as it came (``"Retry-After: 30"``)."""
+
+    def __init__(
+        self, message: str, *, delay: float | None = None, asked: str | None = None
+    ) -> None:
+        super().__init__(message, delay=delay)
+        self.asked = asked
+
+
+class Unreachable(StopRun):
+    """Docker Hub cannot be reached at all (connection refused, DNS failure): the run stops
+    and the records it had taken are left unsent."""
+
+
+class WaitTooLong(StopRun):
+    """Docker Hub asked the whole run to wait (a 429 on the token exchange, a spent quota)
+    longer than ``retry.max_seconds`` or the hard ceiling allows."""
+
+
+class Interrupted(SinkError):
+    """A wait (a backoff, a 429's ``Retry-After``, the pacer's hold) ended early because the
+    run was asked to stop; the request it held back was not sent."""

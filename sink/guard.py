@@ -1,87 +1,381 @@
-"""Guards that need to read Docker Hub before a request may go: never remove the last owner.
+"""The send-time guard: the access policy with what only Docker Hub knows, and the last owner.
 
-Removing a member, or changing an owner's role, must leave the organization at least one owner.
-The owners are read once per run (``GET /v2/orgs/{org}/members?role=owner``) and kept up to date
-as the run removes or demotes them.
+:class:`Guard` is asked about every request a run sends (:meth:`Guard.refusal`) and told what
+became of it (:meth:`Guard.settled`). It
+
+- checks the access policy (:func:`sink.policy.violation`), first looking up on Hub the names of
+  what a request gives by id only, when a policy rule needs them: a team's numeric
+  ``group_id`` (``GET /v2/orgs/{org}/groups``, once per organization) and an invite's id (the
+  invites of each organization the policy names literally, once each);
+- never lets a request leave an organization without an owner (:class:`OwnerGuard`).
+
+Requests that are not owner-affecting, and policies without a rule that needs a look-up, cost
+no read at all.
 """
 
 from __future__ import annotations
 
-from urllib.parse import quote, unquote, urlsplit
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
 
+import httpx
 import orjson
 
-from sink import schema
-from sink.hub import HubReader
+from sink.config import PolicyConfig
+from sink.errors import RetryLater, StopRun
+from sink.hub import HubReader, segment
 from sink.model import Request
+from sink.policy import Reference, decode_path, references, violation
 
-GUARDED = frozenset({"remove-member", "update-member-role"})
+_READ_ERRORS = (httpx.HTTPError, StopRun, RetryLater, orjson.JSONDecodeError, ValueError)
+_GLOB = frozenset("*?[")
 
 
-class OwnerGuard:
-    """Refuses a request that would leave an organization without an owner."""
+class Guard:
+    """Decides, at send time, whether a request may go (policy and last owner)."""
 
-    def __init__(self, reader: HubReader) -> None:
+    def __init__(self, reader: HubReader, policy: PolicyConfig | None = None) -> None:
         self.reader = reader
-        self._owners: dict[str, set[str]] = {}
-
-    @classmethod
-    def for_template(cls, template_id: str, reader: HubReader) -> OwnerGuard | None:
-        """A guard for templates that remove or demote members; None for the others."""
-        return cls(reader) if template_id in GUARDED else None
+        self.policy = policy
+        self.owners = OwnerGuard(reader)
+        self._teams: dict[str, dict[str, str] | None] = {}  # org → team id → name
+        self._invites: dict[str, dict[str, tuple[str, str | None]] | None] = {}
+        self._lock = asyncio.Lock()
 
     async def refusal(self, request: Request) -> str | None:
-        """Why ``request`` must not be sent, or None."""
-        target = _member_target(request)
-        if target is None:
-            return None
-        org, username = target
-        if request.method == "PUT" and _new_role(request) == "owner":
-            self._owners.setdefault(org.casefold(), set()).add(username.casefold())
-            return None
-        owners = await self._owners_of(org)
-        if owners is None or username.casefold() not in owners:
-            return None
-        if len(owners) == 1:
-            verb = "remove" if request.method == "DELETE" else "demote"
-            return (
-                f"refusing to {verb} {username}: they are the last owner of organization "
-                f"{org}, which would be left without one; make someone else an owner first"
-            )
-        owners.discard(username.casefold())
-        return None
+        """Why ``request`` must not be sent, or None. A None for an owner-affecting request
+        reserves its change until :meth:`settled` is called for it."""
+        if self.policy is not None:
+            wanted = references(self.policy, request)
+            resolved = await self._resolve(wanted) if wanted else None
+            broken = violation(self.policy, request, resolved)
+            if broken is not None:
+                return broken
+        return await self.owners.refusal(request)
 
-    async def _owners_of(self, org: str) -> set[str] | None:
-        key = org.casefold()
-        if key not in self._owners:
-            url = str(self.reader.client.base_url.join(f"/v2/orgs/{quote(org, safe='')}/members"))
+    def settled(self, request: Request, ok: bool) -> None:
+        """What became of a request :meth:`refusal` let go: ``ok`` when Hub confirmed it."""
+        self.owners.settled(request, ok)
+
+    async def _resolve(self, wanted: list[Reference]) -> dict[Reference, dict[str, list[str]]]:
+        resolved: dict[Reference, dict[str, list[str]]] = {}
+        async with self._lock:
+            for reference in wanted:
+                kind, org, ident = reference
+                if kind == "team":
+                    name = (await self._team_names(org) or {}).get(ident)
+                    if name is not None:
+                        resolved[reference] = {"teams": [name]}
+                else:
+                    found = await self._invite(ident)
+                    if found is not None:
+                        invite_org, team = found
+                        names = {"organizations": [invite_org], "teams": [team] if team else []}
+                        resolved[reference] = names
+        return resolved
+
+    async def _team_names(self, org: str) -> dict[str, str] | None:
+        if org not in self._teams:
+            names: dict[str, str] = {}
             try:
-                owners = {
-                    str(item.get("username", "")).casefold()
-                    async for item in self.reader.items(url, params={"role": "owner",
-                                                                     "page_size": 100})
-                    if str(item.get("role", "owner")).casefold() == "owner"
-                }
-            except Exception:  # noqa: BLE001 - cannot tell: Hub itself refuses the last owner
-                return None
-            self._owners[key] = owners
-        return self._owners[key]
+                async for team in self.reader.items(
+                    f"/v2/orgs/{segment(org)}/groups", page_size=100, strict=True
+                ):
+                    number, name = team.get("id"), team.get("name")
+                    if isinstance(number, int | float) and isinstance(name, str):
+                        names[str(int(number))] = name
+            except _READ_ERRORS:
+                # Unknown: every id of this org is refused where a rule needs its name.
+                self._teams[org] = None
+            else:
+                self._teams[org] = names
+        return self._teams[org]
 
-
-def _member_target(request: Request) -> tuple[str, str] | None:
-    path = urlsplit(request.url).path
-    operation = schema.match_operation(request.method, path)
-    if operation is None or operation.path != "/v2/orgs/{org_name}/members/{username}":
+    async def _invite(self, ident: str) -> tuple[str, str | None] | None:
+        assert self.policy is not None
+        # Only organizations the policy names literally can be searched: a glob names no list.
+        for org in self.policy.organizations or ():
+            if any(char in _GLOB for char in org):
+                continue
+            key = org.casefold()
+            if key not in self._invites:
+                self._invites[key] = await self._read_invites(org)
+            found = (self._invites[key] or {}).get(ident)
+            if found is not None:
+                return found
         return None
-    parts = path.split("/")
-    return unquote(parts[3]), unquote(parts[5])
+
+    async def _read_invites(self, org: str) -> dict[str, tuple[str, str | None]] | None:
+        invites: dict[str, tuple[str, str | None]] = {}
+        try:
+            async for invite in self.reader.items(
+                f"/v2/orgs/{segment(org)}/invites", list_key="data", strict=True
+            ):
+                ident, team = invite.get("id"), invite.get("team")
+                if isinstance(ident, str):
+                    invites[ident] = (org, str(team) if team else None)
+        except _READ_ERRORS:
+            return None
+        return invites
 
 
-def _new_role(request: Request) -> str | None:
+# --------------------------------------------------------------------------- the last owner
+
+
+Kind = Literal["remove", "promote", "all", "unclear"]
+
+
+@dataclass(frozen=True)
+class OwnerChange:
+    """How a request can change an organization's owners.
+
+    ``remove``: ``user`` stops being an owner if they are one (removed from the organization,
+    given another role, or taken out of the ``owners`` team); ``promote``: ``user`` becomes an
+    owner; ``all``: every owner at once (the ``owners`` team deleted, renamed or given another
+    role); ``unclear``: the request could do any of these and cannot be told apart.
+    """
+
+    kind: Kind
+    org: str = ""
+    user: str = ""
+    what: str = ""
+
+
+def owner_change(request: Request) -> OwnerChange | None:
+    """How ``request`` can change owners, or None when it cannot (pure, no I/O).
+
+    Recognised by method and path whatever template or manual config built the request: member
+    removal and role change (``/v2/orgs/{org}/members/{username}``, any write method), removal
+    from and addition to the ``owners`` team (Hub's owners are that team's members), the
+    ``owners`` team itself, and SCIM user updates (which can deactivate a user). A write whose
+    path a server could resolve to another resource (dot segments, encoded slashes) is
+    ``unclear``.
+    """
+    method = request.method.upper()
+    if method not in ("POST", "PUT", "PATCH", "DELETE"):
+        return None
+    url = request.url
+    folded = url.lower()
+    if (
+        "/orgs/" not in folded
+        and "/scim/" not in folded
+        and "%" not in url
+        and "\\" not in url
+        and "/." not in url
+        and "//" not in url.partition("://")[2]
+        and url.isprintable()
+    ):
+        return None  # the common case, decided without parsing: no org route, nothing encoded
+    path = urlsplit(url).path
+    segments, problem = decode_path(path)
+    if segments is None:
+        return OwnerChange("unclear", what=f"its path {path} is ambiguous ({problem})")
+    parts = [part.casefold() for part in segments]
+    if parts[:1] != ["v2"]:
+        return None
+    if parts[1:2] == ["scim"]:
+        return _scim_change(method, parts, request)
+    if parts[1:2] != ["orgs"] or len(parts) < 5:
+        return None
+    org = segments[2]
+    if parts[3] == "members" and len(parts) == 5:
+        user = segments[4]
+        if method == "DELETE":
+            return OwnerChange("remove", org, user, f"remove {user} from organization {org}")
+        role = _body_field(request, "role")
+        if isinstance(role, str) and role.casefold() == "owner":
+            return OwnerChange("promote", org, user)
+        return OwnerChange("remove", org, user, f"demote {user} in organization {org}")
+    if parts[3] != "groups" or parts[4] != "owners":
+        return None
+    if len(parts) == 5:
+        if method == "DELETE":
+            return OwnerChange("all", org, what=f"delete the owners team of {org}")
+        name, role = _body_field(request, "name"), _body_field(request, "role")
+        renamed = name is not None and (not isinstance(name, str) or name.casefold() != "owners")
+        demoted = role is not None and (not isinstance(role, str) or role.casefold() != "owner")
+        if method == "POST" or renamed or demoted:
+            return OwnerChange("all", org, what=f"change the owners team of {org} itself")
+        return None
+    if parts[5:6] == ["members"] and len(parts) == 7 and method != "POST":
+        user = segments[6]
+        return OwnerChange("remove", org, user, f"remove {user} from the owners team of {org}")
+    if parts[5:6] == ["members"] and len(parts) == 6 and method == "POST":
+        member = _body_field(request, "member")
+        return OwnerChange("promote", org, member if isinstance(member, str) else "")
+    return None
+
+
+def _scim_change(method: str, parts: list[str], request: Request) -> OwnerChange | None:
+    # SCIM acts on the SCIM token's organization and names users by SCIM id: sink cannot tell
+    # them from the owners, so anything but a creation or an activation is refused.
+    if method == "POST" and parts[2:] == ["2.0", "users"]:
+        return None
+    if method in ("PUT", "PATCH") and _body_field(request, "active") is True:
+        return None
+    return OwnerChange(
+        "unclear", what="a SCIM user change may deactivate an owner, and sink cannot tell"
+    )
+
+
+def _body_field(request: Request, name: str) -> object:
     if request.body is None:
         return None
     try:
-        role = orjson.loads(request.body).get("role")
-    except (orjson.JSONDecodeError, AttributeError):
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
         return None
-    return str(role).casefold() if role is not None else None
+    return body.get(name) if isinstance(body, dict) else None
+
+
+@dataclass
+class _Org:
+    """What the guard knows of one organization's owners."""
+
+    lock: asyncio.Lock
+    owners: dict[str, str] | None = None
+    """Owners as read from Hub: username, or e-mail address, → username (casefolded)."""
+    generation: int = 0
+    """Bumped whenever what was read may be out of date; a read that overlaps is read again."""
+
+
+class OwnerGuard:
+    """Refuses a request that would leave an organization without an owner.
+
+    Decided from Hub's state at send time: the owners are read once per organization
+    (``GET /v2/orgs/{org}/members?role=owner``, 100 a page) and then kept up to date with what
+    the run does. Decisions are serialized per organization. A removal or demotion that is let
+    go counts as done at once (pending), so two removals of the last two owners cannot both
+    pass; when it fails or is rejected it is given back (the owners are read again, as a failure
+    may still have reached Hub). A promotion counts only once Hub confirmed it (then the owners
+    are read again at the next owner-affecting request). When the owners cannot be read, an
+    owner-affecting request is refused.
+    """
+
+    def __init__(self, reader: HubReader) -> None:
+        self.reader = reader
+        self._orgs: dict[str, _Org] = {}
+        self._pending: dict[tuple[str, str, tuple[str, ...]], tuple[str, OwnerChange]] = {}
+
+    async def refusal(self, request: Request) -> str | None:
+        """Why ``request`` must not be sent, or None (reserving its change until settled)."""
+        change = owner_change(request)
+        if change is None:
+            return None
+        if change.kind == "unclear":
+            return f"refusing {request.method.upper()} {request.url}: {change.what}"
+        if change.kind == "all":
+            return (
+                f"refusing to {change.what}: Docker Hub's owners are the members of the owners "
+                "team, so this would take every owner away at once"
+            )
+        key = change.org.casefold()
+        state = self._orgs.setdefault(key, _Org(asyncio.Lock()))
+        if change.kind == "promote":
+            self._pending[_key(request)] = (key, change)
+            return None
+        async with state.lock:
+            try:
+                owners = await self._owners(change.org, state)
+            except _READ_ERRORS as exc:
+                return (
+                    f"refusing to {change.what}: the owners of organization {change.org} cannot "
+                    f"be read from Docker Hub ({_reason(exc)}), so sink cannot tell whether "
+                    "this leaves it without an owner; the credential needs to list the "
+                    "organization's members (scope-member-read)"
+                )
+            if not owners:
+                return (
+                    f"refusing to {change.what}: Docker Hub lists no owner of organization "
+                    f"{change.org}, so sink cannot tell whether this leaves it without one"
+                )
+            removing = {
+                _user(owners, held.user)
+                for org, held in self._pending.values()
+                if org == key and held.kind == "remove"
+            }
+            effective = set(owners.values()) - removing
+            target = _user(owners, change.user)
+            if target in effective and len(effective) == 1:
+                return (
+                    f"refusing to {change.what}: they are the last owner of organization "
+                    f"{change.org}, which would be left without one; make someone else an "
+                    f"owner first{self._promotions_note(key)}"
+                )
+            self._pending[_key(request)] = (key, change)
+        return None
+
+    def _promotions_note(self, key: str) -> str:
+        promoted = sorted(
+            change.user or "a new member"
+            for org, change in self._pending.values()
+            if org == key and change.kind == "promote"
+        )
+        if not promoted:
+            return ""
+        return (
+            f" (the promotion of {', '.join(promoted)} in this run counts only once Docker Hub "
+            "has confirmed it: send this again after the run)"
+        )
+
+    def settled(self, request: Request, ok: bool) -> None:
+        """What became of a request :meth:`refusal` let go (``ok``: Hub confirmed it)."""
+        held = self._pending.pop(_key(request), None)
+        if held is None:
+            return
+        key, change = held
+        state = self._orgs[key]
+        if change.kind == "remove" and ok and state.owners is not None:
+            target = _user(state.owners, change.user)
+            state.owners = {ident: user for ident, user in state.owners.items() if user != target}
+            return
+        if change.kind == "promote" and not ok:
+            return
+        # A confirmed promotion, or a removal that failed (it may still have reached Hub):
+        # what was read is out of date; read the owners again at the next decision.
+        state.owners = None
+        state.generation += 1
+
+    async def _owners(self, org: str, state: _Org) -> dict[str, str]:
+        for _ in range(3):
+            if state.owners is not None:
+                return state.owners
+            generation = state.generation
+            owners: dict[str, str] = {}
+            async for item in self.reader.items(
+                f"/v2/orgs/{segment(org)}/members",
+                params={"role": "owner"},
+                page_size=100,
+                strict=True,
+            ):
+                if str(item.get("role", "owner")).casefold() != "owner":
+                    continue
+                username = str(item.get("username") or "").casefold()
+                if not username:
+                    continue
+                owners[username] = username
+                email = item.get("email")
+                if isinstance(email, str) and email:
+                    owners.setdefault(email.casefold(), username)
+            if state.generation == generation:
+                state.owners = owners
+        if state.owners is None:
+            raise RetryLater("the owners kept changing while they were read")
+        return state.owners
+
+
+def _user(owners: Mapping[str, str], name: str) -> str:
+    folded = name.casefold()
+    return owners.get(folded, folded)
+
+
+def _key(request: Request) -> tuple[str, str, tuple[str, ...]]:
+    return (request.method.upper(), request.url, request.keys)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -22,6 +22,9 @@ and the next run looks its effect up (so a resume must then check the vault befo
 created secret lost). The database runs in WAL mode with ``synchronous=NORMAL``: a commit
 survives the process being killed at any instant (what the ledger is for); it is not flushed
 for a power cut.
+
+The ledger, its SQLite side files and its ``.lock`` file are private: mode 0600 (a wider mode on
+an existing one is narrowed), in folders created 0700.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Final
 
 from sink.errors import ConfigError, RunInProgress
+from sink.outputs import narrow_if_present, open_private
 
 SENT: Final = "sent"
 DONE: Final = "done"
@@ -69,6 +73,7 @@ _SETTLE = (
     "resource_id = coalesce(excluded.resource_id, resource_id), note = excluded.note, "
     "updated = excluded.updated"
 )
+_SIDECARS = ("-wal", "-shm", "-journal")  # the files SQLite keeps beside the database
 _CHUNK = 500  # keys per look-up query (SQLite allows 32,766 variables; smaller is faster here)
 
 
@@ -93,7 +98,14 @@ class Ledger:
     def __init__(self, path: str | os.PathLike[str], *, settle_batch: int = 1) -> None:
         self.path = Path(path)
         self.settle_batch = max(1, settle_batch)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The ledger holds record keys (e-mail addresses, usernames): private, like the vault.
+        # SQLite creates its -wal, -shm and -journal files with the database file's mode, so
+        # the file is made 0600 before SQLite opens it.
+        fd, self.mode_fixed = open_private(self.path, os.O_RDWR, what="the ledger")
+        os.close(fd)
+        for suffix in _SIDECARS:
+            if narrow_if_present(f"{self.path}{suffix}", "the ledger"):
+                self.mode_fixed = True
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -250,8 +262,7 @@ def run_lock(ledger: Path) -> Iterator[None]:
     unsent and both send it; the second is refused instead. The lock goes with the process, so
     a killed run never leaves it behind."""
     lock = Path(f"{ledger}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd, _ = open_private(lock, os.O_RDWR, what="the run lock")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -272,6 +283,7 @@ class NullLedger(Ledger):
     def __init__(self, path: str | os.PathLike[str], *, settle_batch: int = 1) -> None:
         self.path = Path(path)
         self.settle_batch = settle_batch
+        self.mode_fixed = False
 
     def flush(self) -> None:
         """Nothing to commit."""

@@ -17,6 +17,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from sink.errors import RejectRecord
+from sink.hub import MAX_PAGE_SIZE
 from sink.values import encode_segment
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class TeamIds:
             if self._ids is None:
                 ids: dict[str, int] = {}
                 path = f"/v2/orgs/{encode_segment(self.org)}/groups"
-                async for team in self.reader.items(path, page_size=100, strict=True):
+                async for team in self.reader.items(path, page_size=MAX_PAGE_SIZE, strict=True):
                     name, number = team.get("name"), team.get("id")
                     if isinstance(name, str) and isinstance(number, int | float):
                         ids[name] = int(number)
@@ -81,7 +82,7 @@ class Membership:
                 path = f"/v2/orgs/{encode_segment(self.org)}/members"
                 params = {"type": "member"}
                 async for member in self.reader.items(
-                    path, params=params, page_size=100, strict=True
+                    path, params=params, page_size=MAX_PAGE_SIZE, strict=True
                 ):
                     if str(member.get("role", "")).casefold() == "invitee":
                         continue

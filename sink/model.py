@@ -51,6 +51,8 @@ class Status(enum.StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     SKIPPED = "skipped"
+    SECRET_LOST = "secret_lost"  # noqa: S105 - a status name, not a password
+    """Created on Hub, but its secret never reached the vault: revoke it and create it again."""
 
 
 @dataclass(slots=True)

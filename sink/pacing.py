@@ -20,6 +20,12 @@ run: it hands every request a start time (a slot) so that
 
 Until the first rate-limit headers of a window are known, one request goes alone (a probe) and
 the others wait for its answer, so a small quota is not blown by the first burst.
+
+Every wait is bounded and interruptible. No wait is longer than the run's ``retry.max_seconds``
+nor :data:`MAX_WAIT` (15 minutes), whatever the server asks: a quota that Hub says is spent
+until a reset further away than that raises :class:`~sink.errors.WaitTooLong` naming the
+headers (see :func:`wait_limit` and :func:`too_long`). :meth:`Pacer.stop` wakes every request
+waiting in :meth:`Pacer.wait` or :meth:`Pacer.pause` with :class:`~sink.errors.Interrupted`.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
+
+from sink.errors import Interrupted, WaitTooLong
 
 # Values of X-Retry-After below this are read as seconds, above it as a Unix time (lenient:
 # the spec says epoch, some servers send a delay). 1e9 s is September 2001.
@@ -49,6 +57,14 @@ QUOTA_PLENTY = 0.1
 # Sent this long after the advertised reset: X-RateLimit-Reset is a whole second and the
 # server's window may end a fraction after it. Costs well under 1% of a one-minute window.
 RESET_GUARD = 0.1
+
+# The hard ceiling of any one wait, whatever the server asks and whatever retry.max_seconds
+# says: a run never sleeps longer than this in one go.
+MAX_WAIT = 900.0
+
+# A 429 always waits at least this long, even when it says Retry-After: 0 (or less, or
+# nothing): a server that throttles without asking for a pause is not hammered.
+MIN_THROTTLE_WAIT = 1.0
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -79,25 +95,61 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
     ``X-Retry-After`` is read as a Unix time (or as seconds when it is too small to be one).
     ``now`` is the current Unix time. Never negative.
     """
-    retry_after = header(headers, "retry-after")
-    if retry_after is not None:
-        seconds = _float(retry_after)
+    found = retry_after(headers, now)
+    return None if found is None else found[0]
+
+
+def retry_after(headers: Mapping[str, str], now: float) -> tuple[float, str] | None:
+    """Like :func:`parse_retry_after`, with the header that said it as it came
+    (``"Retry-After: 30"``), for messages."""
+    value = header(headers, "retry-after")
+    if value is not None:
+        seconds = _float(value)
         if seconds is not None:
-            return max(0.0, seconds)
+            return max(0.0, seconds), f"Retry-After: {value.strip()}"
         try:
-            when = parsedate_to_datetime(retry_after.strip())
+            when = parsedate_to_datetime(value.strip())
         except (TypeError, ValueError, IndexError):
             when = None
         if when is not None and when.tzinfo is not None:
-            return max(0.0, when.timestamp() - now)
-    value = _float(header(headers, "x-retry-after"))
-    if value is None:
+            return max(0.0, when.timestamp() - now), f"Retry-After: {value.strip()}"
+    raw = header(headers, "x-retry-after")
+    number = _float(raw)
+    if number is None or raw is None:
         return None
-    if value >= _EPOCH_THRESHOLD * 1000:  # milliseconds since the epoch
-        value /= 1000
-    if value >= _EPOCH_THRESHOLD:
-        return max(0.0, value - now)
-    return max(0.0, value)
+    asked = f"X-Retry-After: {raw.strip()}"
+    if number >= _EPOCH_THRESHOLD * 1000:  # milliseconds since the epoch
+        number /= 1000
+    if number >= _EPOCH_THRESHOLD:
+        return max(0.0, number - now), asked
+    return max(0.0, number), asked
+
+
+def wait_limit(max_seconds: float | None) -> float:
+    """The longest one wait may be: ``retry.max_seconds``, never more than :data:`MAX_WAIT`."""
+    if max_seconds is None or not math.isfinite(max_seconds):
+        return MAX_WAIT
+    return min(max(0.0, max_seconds), MAX_WAIT)
+
+
+def too_long(seconds: float, asked: str | None, where: str, max_seconds: float | None) -> str:
+    """The message for a wait Docker Hub asked for that is longer than :func:`wait_limit`:
+    ``Docker Hub asked to wait 1000000000 s (Retry-After: 1000000000) on the token exchange,
+    more than retry.max_seconds (300 s)``."""
+    said = f" ({asked})" if asked else ""
+    limit = wait_limit(max_seconds)
+    if max_seconds is not None and max_seconds <= MAX_WAIT:
+        bound = f"retry.max_seconds ({_secs(max_seconds)} s)"
+    else:
+        bound = f"the longest wait sink allows ({_secs(limit)} s)"
+    place = f" {where}" if where else ""
+    return f"Docker Hub asked to wait {_secs(seconds)} s{said}{place}, more than {bound}"
+
+
+def _secs(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return str(seconds)
+    return f"{seconds:.0f}" if seconds >= 10 or seconds == int(seconds) else f"{seconds:.1f}"
 
 
 def parse_quota(headers: Mapping[str, str]) -> tuple[float, float, float | None] | None:
@@ -169,6 +221,11 @@ class Pacer:
     ``pacer.hold(seconds)`` after a 429. ``clock`` is monotonic, ``wall`` is Unix time,
     ``sleep`` is awaited to wait: all three are injectable so that the arithmetic can be tested
     without sleeping.
+
+    ``max_wait`` is the run's ``retry.max_seconds``: a spent quota whose reset is further away
+    than :func:`wait_limit` of it raises :class:`~sink.errors.WaitTooLong` instead of waiting.
+    ``on_wait(seconds, reason)`` is told when every start is held back for a quota reset.
+    :meth:`stop` ends every wait at once with :class:`~sink.errors.Interrupted`.
     """
 
     def __init__(
@@ -179,9 +236,16 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        max_wait: float | None = None,
+        on_wait: Callable[[float, str], None] | None = None,
     ) -> None:
         if rate is not None and rate <= 0:
             raise ValueError("rate must be positive")
+        self.max_wait = max_wait
+        self.on_wait = on_wait
+        self.stopped = False
+        self._stop_signal: asyncio.Future[None] | None = None
+        self._reported: tuple[float, float] = (0.0, 0.0)  # Hub's last remaining and reset
         self.min_interval = 1.0 / rate if rate else 0.0
         self.follow_quota = follow_quota
         self._clock = clock
@@ -232,6 +296,7 @@ class Pacer:
 
     def _observe(self, remaining: float, reset_epoch: float, limit: float | None) -> None:
         now = self._clock()
+        self._reported = (remaining, reset_epoch)
         reset_at = now + (reset_epoch - self._wall())
         if reset_at <= now:
             return
@@ -268,7 +333,9 @@ class Pacer:
         """Nobody starts for ``seconds`` (a 429's ``Retry-After``); the quota is re-learnt after."""
         now = self._clock()
         self.remaining = None
-        self._hold_until(now + max(0.0, seconds), now)
+        # Never longer than the longest wait (callers refuse longer asks before holding).
+        seconds = min(max(0.0, seconds), wait_limit(self.max_wait))
+        self._hold_until(now + seconds, now)
 
     def _hold_until(self, until: float, now: float) -> None:
         self._account(until, now)
@@ -281,6 +348,60 @@ class Pacer:
         if until > start:
             self.held_seconds += until - start
             self._held_until = until
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """End every wait now and refuse new ones (:class:`~sink.errors.Interrupted`)."""
+        self.stopped = True
+        signal = self._stop_signal
+        if signal is not None and not signal.done():
+            signal.set_result(None)
+
+    def resume(self) -> None:
+        """Wait again after :meth:`stop` (a new run on the same pacer)."""
+        self.stopped = False
+        self._stop_signal = None
+
+    async def pause(
+        self, seconds: float, sleep: Callable[[float], Awaitable[object]] | None = None
+    ) -> None:
+        """Sleep ``seconds`` (with ``sleep``, by default the pacer's); raises
+        :class:`~sink.errors.Interrupted` at once when :meth:`stop` is called meanwhile."""
+        if self.stopped:
+            raise Interrupted("the run is stopping")
+        if seconds <= 0:
+            return
+        await self._guarded((sleep or self._sleep)(seconds))
+
+    async def _guarded(self, waiting: Awaitable[object]) -> None:
+        """Await ``waiting`` unless :meth:`stop` comes first."""
+        loop = asyncio.get_running_loop()
+        signal = self._stop_signal
+        if signal is None or signal.get_loop() is not loop:
+            signal = self._stop_signal = loop.create_future()
+        task = asyncio.ensure_future(waiting)
+        try:
+            await asyncio.wait((task, signal), return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        if not task.done():
+            task.cancel()
+            raise Interrupted("the run is stopping")
+        task.result()
+
+    def _spent_until(self, now: float) -> float:
+        """Seconds to wait for the quota's reset; raises WaitTooLong when that is too long."""
+        seconds = self.reset_at + RESET_GUARD - now
+        if seconds > wait_limit(self.max_wait):
+            remaining, reset = self._reported
+            asked = f"X-RateLimit-Remaining: {_secs(remaining)}, X-RateLimit-Reset: {_secs(reset)}"
+            raise WaitTooLong(
+                too_long(seconds, asked, "for its quota to reset", self.max_wait)
+                + "; run again after the reset, or with another credential"
+            )
+        return seconds
 
     # -- taking a slot ----------------------------------------------------------------------
 
@@ -295,21 +416,26 @@ class Pacer:
         """Wait for this request's slot. Every call must be followed by :meth:`complete`."""
         clock = self._clock
         probe = False
+        if self.stopped:
+            raise Interrupted("the run is stopping")
         try:
             while True:
                 now = clock()
                 if self.follow_quota:
                     if self.remaining is not None and self.remaining < 1 and now < self.reset_at:
                         # The quota is spent: wait for the reset, then learn the new window.
+                        seconds = self._spent_until(now)
                         self._account(self.reset_at + RESET_GUARD, now)
-                        await self._sleep(self.reset_at + RESET_GUARD - now)
+                        if self.on_wait is not None:
+                            self.on_wait(seconds, "quota")
+                        await self.pause(seconds)
                         continue
                     if not probe and self.reports_quota is not False and not self._quota_known(now):
                         if self._probe_out:
                             # Another request is finding out what the quota is: wait for it.
                             if self._probe_done is None:
                                 self._probe_done = asyncio.Event()
-                            await self._probe_done.wait()
+                            await self._guarded(self._probe_done.wait())
                             continue
                         self._probe_out = probe = True
                 schedule = self.schedule
@@ -324,7 +450,7 @@ class Pacer:
                 holds = self._holds
                 self._waiting += 1
                 try:
-                    await self._sleep(slot - now)
+                    await self.pause(slot - now)
                 finally:
                     self._waiting -= 1
                 if holds == self._holds or clock() >= self.schedule.not_before:

@@ -77,7 +77,11 @@ def records(
     """The destination's input, read and prepared (the format defaults to the config's)."""
     config = destination.config
     return prepare(
-        read_records(source, input_format or config.input_format),
+        read_records(
+            source,
+            input_format or config.input_format,
+            max_record_bytes=config.max_record_bytes,
+        ),
         exclude=config.exclude,
         key_field=config.key_field,
         template_id=destination.template_id,

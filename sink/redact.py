@@ -22,7 +22,7 @@ REDACTED = "***"
 # Docker Hub access tokens and compact JWTs (three base64url parts, the first two JSON objects,
 # so both start with "eyJ"). Anything of this shape is a credential wherever it turns up.
 _SECRET_SHAPES = re.compile(
-    r"dckr_(?:pat|oat)_[A-Za-z0-9_\-]+"
+    r"(?i:dckr_(?:pat|oat)_)[A-Za-z0-9_\-+/=.]+"
     r"|eyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"
 )
 
@@ -65,6 +65,44 @@ def find_secrets(body: Any, secret_fields: Collection[str], prefix: str = "") ->
         for position, item in enumerate(body):
             found.update(find_secrets(item, secret_fields, f"{prefix}{position}."))
     return found
+
+
+def looks_secret(value: Any) -> bool:
+    """Whether ``value`` is a string that holds something shaped like a Docker Hub token or a
+    JWT (a credential wherever it turns up)."""
+    return isinstance(value, str) and _SECRET_SHAPES.search(value) is not None
+
+
+def split_secrets(body: Any, secret_fields: Collection[str]) -> tuple[Any, dict[str, Any]]:
+    """``body`` with its secrets replaced by ``"***"``, and the secrets keyed by dotted path
+    (``token``, ``items.0.token``).
+
+    A secret is the value of a field named in ``secret_fields`` (at any depth) and, since an
+    answer may carry a token where it is not expected, any string shaped like a token or a
+    JWT. For the answer of a request that creates a secret: what is found goes to the vault,
+    the redacted body to the responses stream. The input is not changed.
+    """
+    found: dict[str, Any] = {}
+
+    def walk(value: Any, prefix: str) -> Any:
+        if isinstance(value, dict):
+            out = {}
+            for key, item in value.items():
+                path = f"{prefix}{key}"
+                if key in secret_fields and item not in (None, ""):
+                    found[path] = item
+                    out[key] = REDACTED
+                else:
+                    out[key] = walk(item, path + ".")
+            return out
+        if isinstance(value, list):
+            return [walk(item, f"{prefix}{at}.") for at, item in enumerate(value)]
+        if looks_secret(value):
+            found[prefix.removesuffix(".") or "value"] = value
+            return REDACTED
+        return value
+
+    return walk(body, ""), found
 
 
 def redact_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

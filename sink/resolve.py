@@ -78,6 +78,3 @@ def _given(value: Any) -> bool:
 def _team(data: Mapping[str, Any]) -> str | None:
     team = data.get("team")
     return str(team) if _given(team) else None
-
-
-

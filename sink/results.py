@@ -39,6 +39,8 @@ class Counts:
     secrets: int = 0
     secrets_lost: list[str] = field(default_factory=list)
     already_existed: int = 0
+    already_absent: int = 0
+    """Deletes whose target was already gone (Hub answered 404): done, and counted in ``ok``."""
     recovered: int = 0
     done_before: int = 0
     duplicates: int = 0
@@ -61,15 +63,22 @@ class Recorder:
         responses: ResponsesStream,
         rejects: RejectsFile,
         *,
-        vault_path: Path | None,
+        vault: Vault | None,
         batch: BatchSpec | None = None,
     ) -> None:
         self.responses = responses
         self.rejects = rejects
-        self.vault_path = vault_path
-        self.vault: Vault | None = None
+        self.vault = vault
+        """Opened (and checked) before the first request: a secret never waits for it."""
         self.batch = batch
         self.counts = Counts()
+        self.lost: list[Record] = []
+        """Records whose token was created but whose secret never reached the vault."""
+
+    @property
+    def vault_path(self) -> Path | None:
+        """Where the vault is, when this destination has one."""
+        return self.vault.path if self.vault is not None else None
 
     def rejected(self, item: Rejected) -> None:
         """A record refused before sending (unreadable, invalid, outside the policy)."""
@@ -80,20 +89,31 @@ class Recorder:
         else:
             self.rejects.write({"_sink_raw": item.raw}, item.error, item.status, index=item.index)
 
+    def secret_lost(self, record: Record) -> None:
+        """A record found created by an interrupted run, its secret not in the vault (the
+        caller counts the record itself)."""
+        self.counts.secrets_lost.append(record.key)
+        self.lost.append(record)
+
     async def outcome(
         self, outcome: Outcome, request: Request, records: Sequence[Record]
     ) -> list[RecordResult]:
         """Record one request's outcome; returns each record's own result."""
         entry = outcome.extra.pop("vault", None)
         if isinstance(entry, VaultEntry):
-            self._vault().write(entry)
+            if self.vault is None:
+                raise RuntimeError("a secret arrived but this destination has no vault")
+            self.vault.write(entry)
             self.counts.secrets += 1
-        if outcome.extra.get("secret_lost"):
+        if outcome.status is Status.SECRET_LOST:
             self.counts.secrets_lost.extend(outcome.keys)
+            self.lost.extend(records)
         if outcome.extra.get("already_existed"):
             self.counts.already_existed += len(records)
         if outcome.extra.get("recovered"):
             self.counts.recovered += len(records)
+        if outcome.extra.get("already_gone") and outcome.status is Status.OK:
+            self.counts.already_absent += len(records)
         written = self.responses.write(outcome)
         if inspect.isawaitable(written):
             await written
@@ -104,6 +124,8 @@ class Recorder:
             if result.status is Status.OK:
                 self.counts.ok += 1
                 continue
+            if result.status is Status.SECRET_LOST:
+                continue  # counted above; replaying it would create a second token
             if result.status is Status.REJECTED:
                 self.counts.rejected += 1
             else:
@@ -141,13 +163,6 @@ class Recorder:
             else:
                 results.append(RecordResult(record, Status.OK))
         return results
-
-    def _vault(self) -> Vault:
-        if self.vault is None:
-            if self.vault_path is None:
-                raise RuntimeError("a secret arrived but no vault path is set")
-            self.vault = Vault(self.vault_path)
-        return self.vault
 
     def close(self) -> None:
         """Close the files (every line is already written)."""

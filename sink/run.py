@@ -18,16 +18,18 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from sink.audit import AuditLog
 from sink.auth import HubAuth, token_url_for
+from sink.config import DestinationConfig
 from sink.credentials import Credentials, check_accepted
 from sink.destination import Destination
 from sink.dispatch import Dispatcher, DispatchStats
 from sink.errors import ConfigError, RejectRecord, StopRun
-from sink.guard import OwnerGuard
+from sink.guard import Guard
 from sink.hub import HubReader
 from sink.ledger import (
     DONE,
@@ -49,10 +51,10 @@ from sink.outputs import (
     vault_keys,
 )
 from sink.pipeline import records, render_stream
-from sink.policy import violation
 from sink.progress import Progress, Snapshot
 from sink.resolve import Resolver
 from sink.results import Counts, Recorder
+from sink.revoke import RevokePlan, write_revoke
 from sink.transport import make_client
 
 _LEDGER_CHUNK = 256  # records whose past states are read in one query
@@ -106,6 +108,10 @@ class RunSummary:
     stopped: str | None = None
     interrupted: int | None = None
     seconds: float = 0.0
+    revoke: RevokePlan | None = None
+    """The revoke files written for tokens whose secrets were lost."""
+    notes: list[str] = field(default_factory=list)
+    """What the user should hear about the outputs (see ``_Run.notes``)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,9 @@ def guard_destructive(destination: Destination, yes: bool) -> None:
 
 Carried = tuple[Request, tuple[Record, ...]]
 
+# A lost secret's record is done: its token exists, and sending it again would make another.
+_LEDGER_STATE = {Status.OK: DONE, Status.REJECTED: REJECTED, Status.SECRET_LOST: DONE}
+
 
 class _Run:
     """One run's state: outputs, ledger, the requests in flight."""
@@ -171,6 +180,21 @@ class _Run:
         # one commit per group instead of two per request. A kill leaves at most a group more
         # records `sent` than were on the wire; resume looks each of them up.
         self.group_size = max(1, min(config.concurrency, _GROUP))
+        # Opened and checked before the first request: a secret Hub shows once never waits
+        # for a vault that turns out to be unwritable.
+        vault = Vault(outputs.vault) if outputs.vault is not None else None
+        try:
+            self._open(destination, credentials, outputs, client, redactor, vault)
+        except BaseException:
+            if vault is not None:
+                vault.close()  # and its lock: a refused output path leaves nothing held
+            raise
+
+    def _open(
+        self, destination: Destination, credentials: Credentials, outputs: Outputs,
+        client: httpx.AsyncClient, redactor: Redactor, vault: Vault | None,
+    ) -> None:
+        config = destination.config
         self.ledger = Ledger(outputs.ledger, settle_batch=_SETTLE_BATCH)
         self.template_id = destination.template_id
         self._risky = not destination.idempotent
@@ -178,8 +202,16 @@ class _Run:
         secrets = destination.secret_fields
         responses: ResponsesFile | WebhookResponses
         if outputs.webhook is not None:
+            # Its own client: nothing of Hub's (the JWT, the auth flow, the hooks) reaches it.
+            hook = config.responses
+            assert hook is not None
             responses = WebhookResponses(
-                outputs.webhook, client, secret_fields=secrets, redactor=redactor
+                outputs.webhook,
+                undelivered=destination.path(hook.undelivered)
+                or destination.folder / "out" / f"{destination.name}-responses-undelivered.jsonl",
+                secret_fields=secrets,
+                redactor=redactor,
+                timeout=hook.timeout,
             )
         else:
             assert outputs.responses is not None
@@ -190,14 +222,14 @@ class _Run:
         self.recorder = Recorder(
             responses,
             RejectsFile(outputs.rejects, redactor=redactor),
-            vault_path=outputs.vault,
+            vault=vault,
             batch=destination.template.batch if destination.template else None,
         )
         self.audit = AuditLog(
             outputs.audit, who=credentials.identifier, redactor=redactor, secret_fields=secrets
         )
         client.event_hooks["response"].append(self._audit_read)
-        self.owners = OwnerGuard.for_template(self.template_id, self.reader)
+        self.owners = Guard(self.reader, config.policy)  # the policy and the last owner
         template = destination.template
         self.resolver = (
             Resolver(template, config.settings, self.reader)
@@ -215,6 +247,7 @@ class _Run:
             rate=config.rate_limit,
             max_attempts=config.retry.max_attempts,
             max_elapsed=config.retry.max_seconds,
+            max_throttled=config.retry.max_throttled,
             lookup=self._lookup,
             secret_fields={self.template_id: secrets} if secrets else None,
             idempotent_templates=(self.template_id,) if destination.idempotent else (),
@@ -223,6 +256,23 @@ class _Run:
     @property
     def counts(self) -> Counts:
         return self.recorder.counts
+
+    def notes(self) -> list[str]:
+        """What the user should hear about the outputs: webhook lines kept on disk, files
+        whose mode was narrowed to 0600."""
+        notes = []
+        if isinstance(self.responses, WebhookResponses):
+            undelivered = self.responses.summary()
+            if undelivered:
+                notes.append(undelivered)
+        files: list[Any] = [self.responses, self.recorder.rejects, self.audit, self.ledger]
+        if self.recorder.vault is not None:
+            files.append(self.recorder.vault)
+        for output in files:
+            path = getattr(output, "path", None)
+            if getattr(output, "mode_fixed", False) and path is not None:
+                notes.append(f"{path} was readable by others: its mode is now 0600")
+        return notes
 
     async def _audit_read(self, response: httpx.Response) -> None:
         # Writes are audited with their outcome (see outcome()); reads here, as they happen.
@@ -318,13 +368,27 @@ class _Run:
         """A record a past run left ``sent`` (outcome unknown) or ``failed`` (it may have
         reached Hub): look its effect up. True: send it (not there; or it cannot be looked up
         and sending it again is safe: a failure that did not reach Hub, a PUT or DELETE, or
-        the user checked it by hand and said ``--resend-unknown``)."""
-        present = await look_up_effect(self.destination, self.reader, (record,))
+        the user checked it by hand and said ``--resend-unknown``). A look-up that finds the
+        record's parent gone (the team it adds to does not exist) settles it as rejected."""
+        try:
+            # Many records ask about one list: one read of it serves them all.
+            present = await look_up_effect(self.destination, self.reader, (record,), fresh=False)
+        except RejectRecord as exc:
+            self.counts.records += 1
+            self.counts.rejected += 1
+            self.ledger.settle(
+                record.key,
+                self.template_id,
+                REJECTED,
+                http_status=exc.status,
+                note=exc.message,
+                position=record.index,
+            )
+            self.recorder.rejects.write(record, exc.message, exc.status)
+            return False
         if present is False:
             return True
-        if present is None and (
-            state == FAILED or not self._risky or self.options.resend_unknown
-        ):
+        if present is None and (state == FAILED or not self._risky or self.options.resend_unknown):
             return True
         self.counts.records += 1
         if present is None:
@@ -346,8 +410,9 @@ class _Run:
                     f"{SECRET_LOST}: created by an interrupted run whose answer never arrived; "
                     "its secret was not captured: revoke the token and create it again"
                 )
-                self.counts.secrets_lost.append(record.key)
-        self.counts.ok += 1
+                self.recorder.secret_lost(record)
+        if not note.startswith(SECRET_LOST):
+            self.counts.ok += 1
         self.counts.recovered += 1
         self.ledger.settle(record.key, self.template_id, DONE, note=note)
         return False
@@ -374,13 +439,7 @@ class _Run:
         return kept
 
     async def _refusal(self, request: Request, carried: tuple[Record, ...]) -> str | None:
-        if self.policy is not None:
-            broken = violation(self.policy, request)
-            if broken is not None:
-                return broken
-        if self.owners is not None:
-            return await self.owners.refusal(request)
-        return None
+        return await self.owners.refusal(request)
 
     def _reject(self, item: Rejected) -> None:
         self.recorder.rejected(item)
@@ -394,13 +453,14 @@ class _Run:
     async def outcome(self, outcome: Outcome) -> None:
         """Record an outcome: vault, responses, rejects (the recorder), audit, then ledger."""
         request, carried = self._take(outcome)
+        self.owners.settled(request, outcome.status is Status.OK)
         results = await self.recorder.outcome(outcome, request, carried)
         self.audit.call(request, outcome)
         resource = self._resource_id(outcome)
         lost = outcome.extra.get("secret_lost")
         in_doubt = outcome.extra.get("in_doubt", False)
         for result in results:
-            state = {Status.OK: DONE, Status.REJECTED: REJECTED}.get(result.status, FAILED)
+            state = _LEDGER_STATE.get(result.status, FAILED)
             if state == FAILED and in_doubt:
                 state = SENT  # it may have happened: never sent again without a look
             note = result.error
@@ -425,10 +485,16 @@ class _Run:
 
     def close(self) -> None:
         """Count what never got an answer, close every output. Requests marked sent that
-        never left (a stop came first) are taken out of the ledger again: nothing in doubt."""
-        if self.queued:
+        never left (a stop came first), or that the dispatcher ended without an outcome
+        before they could take effect (a stop during a wait, a token exchange that stopped
+        the run, Hub out of reach), are taken out of the ledger again: nothing in doubt."""
+        untaken = [*self.queued, *self.dispatcher.unsent()]
+        if untaken:
             self.ledger.unmark(
-                record.key for request in self.queued for record in self.flight[request.keys][1]
+                record.key
+                for request in untaken
+                if request.keys in self.flight
+                for record in self.flight[request.keys][1]
             )
             self.queued.clear()
         for _, carried in self.flight.values():
@@ -471,7 +537,7 @@ async def _run_locked(
     config = destination.config
     started = time.monotonic()
     redactor = Redactor([credentials.secret])
-    client = _client(credentials, redactor, config.concurrency, config.timeout, options.transport)
+    client = _client(credentials, redactor, config, config.concurrency, options.transport)
     async with client:
         state = _Run(destination, credentials, options, outputs, client, redactor)
         summary = RunSummary(state.counts, outputs)
@@ -479,18 +545,29 @@ async def _run_locked(
         options.control.on_stop(state.dispatcher.stop)
         progress = options.progress
         try:
-            async for outcome in state.dispatcher.run(state.requests()):
-                await state.outcome(outcome)
-                if progress is not None:
-                    progress.show(_snapshot(state.counts, state.dispatcher.stats))
-        except StopRun as exc:
-            summary.stopped = str(exc)
+            try:
+                async for outcome in state.dispatcher.run(state.requests()):
+                    await state.outcome(outcome)
+                    if progress is not None:
+                        progress.show(_snapshot(state.counts, state.dispatcher.stats))
+            except StopRun as exc:
+                summary.stopped = str(exc)
+            if state.recorder.lost:
+                # Looked up after the run, when every lost token is on Hub's list.
+                try:
+                    summary.revoke = await write_revoke(
+                        destination, state.reader, state.recorder.lost, since=state.started
+                    )
+                except StopRun as exc:
+                    summary.stopped = summary.stopped or str(exc)
         finally:
-            if isinstance(state.responses, WebhookResponses):
-                await state.responses.flush()
-            else:
-                state.responses.close()
-            state.close()
+            try:
+                await state.responses.aclose()  # a webhook: what is queued, for a bounded time
+            except StopRun as exc:  # webhook lines that could not even be kept on disk
+                summary.stopped = summary.stopped or str(exc)
+            finally:
+                state.close()
+                summary.notes = state.notes()
             summary.stats = state.dispatcher.stats
             summary.seconds = time.monotonic() - started
             if progress is not None:
@@ -499,9 +576,19 @@ async def _run_locked(
 
 
 async def look_up_effect(
-    destination: Destination, reader: HubReader, records: tuple[Record, ...]
+    destination: Destination,
+    reader: HubReader,
+    records: tuple[Record, ...],
+    *,
+    fresh: bool = True,
 ) -> bool | None:
-    """Whether the effect of a request carrying ``records`` is already in place."""
+    """Whether the effect of a request carrying ``records`` is already in place.
+
+    ``fresh`` (after a write of this run whose fate is unknown) reads Hub now; without it a
+    list read earlier in the run may answer (see :meth:`HubReader.effect_present`). Raises
+    :class:`~sink.errors.RejectRecord` when the look-up settles the records: what they name
+    as the parent (a team, an organization) does not exist.
+    """
     renderer = destination.renderer
     answers = []
     for record in records:
@@ -509,7 +596,8 @@ async def look_up_effect(
         if found is None:
             return None
         spec, request = found
-        present = await reader.effect_present(spec, request, renderer.lookup_match(spec, record))
+        match = renderer.lookup_match(spec, record)
+        present = await reader.effect_present(spec, request, match, fresh=fresh)
         if present is None:
             return None
         answers.append(present if spec.effect == "present" else not present)
@@ -523,18 +611,26 @@ async def look_up_effect(
 def _client(
     credentials: Credentials,
     redactor: Redactor,
+    config: DestinationConfig,
     concurrency: int,
-    timeout: float,
     transport: httpx.AsyncBaseTransport | None,
 ) -> httpx.AsyncClient:
-    """A dispatch client signed in with ``credentials`` (JWTs it sees go to ``redactor``)."""
+    """A dispatch client signed in with ``credentials`` (JWTs it sees go to ``redactor``),
+    with the destination's timeout (also each request's total deadline) and response cap."""
     auth = HubAuth(
         credentials.identifier,
         credentials.secret,
         token_url=token_url_for(credentials.base_url),
         redactor=redactor,
     )
-    return make_client(credentials.base_url, auth, concurrency, timeout, transport=transport)
+    return make_client(
+        credentials.base_url,
+        auth,
+        concurrency,
+        config.timeout,
+        transport=transport,
+        max_response_bytes=config.max_response_bytes,
+    )
 
 
 def _snapshot(counts: Counts, stats: DispatchStats) -> Snapshot:
@@ -607,10 +703,32 @@ async def send_one_async(
     """Send one rendered request (Nexla's "Send Test Data"); a created secret goes to the vault."""
     if destination.template is not None:
         check_accepted(credentials, list(destination.template.credentials), destination.template_id)
-    secrets = destination.secret_fields
     vault_path = output_paths(destination).vault
+    # Opened before the request: a secret Hub shows once never meets an unwritable vault.
+    vault = Vault(vault_path) if vault_path is not None else None
+    try:
+        outcome = await _send_one(destination, credentials, request, records, transport)
+        entry = outcome.extra.pop("vault", None)
+        if entry is not None:
+            if vault is None:
+                raise RuntimeError("a secret arrived but this destination has no vault")
+            vault.write(entry)
+    finally:
+        if vault is not None:
+            vault.close()
+    return TestResult(request, outcome, vault_path if entry is not None else None)
+
+
+async def _send_one(
+    destination: Destination,
+    credentials: Credentials,
+    request: Request,
+    records: tuple[Record, ...],
+    transport: httpx.AsyncBaseTransport | None,
+) -> Outcome:
     config = destination.config
-    client = _client(credentials, Redactor([credentials.secret]), 1, config.timeout, transport)
+    secrets = destination.secret_fields
+    client = _client(credentials, Redactor([credentials.secret]), config, 1, transport)
     async with client:
         reader = HubReader(client)
 
@@ -622,13 +740,15 @@ async def send_one_async(
             concurrency=1,
             max_attempts=config.retry.max_attempts,
             max_elapsed=config.retry.max_seconds,
+            max_throttled=config.retry.max_throttled,
             lookup=lookup,
             secret_fields={destination.template_id: secrets} if secrets else None,
             idempotent_templates=(destination.template_id,) if destination.idempotent else (),
         )
+        guard = Guard(reader, config.policy)  # a test send is held to the run's rules
+        refusal = await guard.refusal(request)
+        if refusal is not None:
+            return Outcome(request.keys, Status.REJECTED, error=refusal, template=request.template)
         outcome = await dispatcher.send(request)
-    entry = outcome.extra.pop("vault", None)
-    if entry is not None and vault_path is not None:
-        with Vault(vault_path) as vault:
-            vault.write(entry)
-    return TestResult(request, outcome, vault_path if entry is not None else None)
+        guard.settled(request, outcome.status is Status.OK)
+        return outcome

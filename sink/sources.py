@@ -7,6 +7,12 @@ cannot be read, a :class:`BadRow` in its place: the stream goes on after it. Inp
 be read at all (unknown format, missing file, invalid UTF-8 in CSV, truncated Parquet) raises
 :class:`~sink.errors.SourceError` naming the file and the position.
 
+A JSON Lines line longer than ``max_record_bytes`` (default :data:`MAX_RECORD_BYTES`, 1 MiB;
+the destination config's ``max_record_bytes``) is a :class:`BadRow` naming its line, and the
+reading goes on at the next line: the long line is skipped in pieces, never held whole, so an
+endless line (``/dev/zero``) costs no memory. A CSV or TSV row is bounded by pyarrow's block
+(256 KiB): a longer one stops the reading with a :class:`~sink.errors.SourceError`.
+
 ``Record.index`` is the 0-based position of the record among the data rows of the input; a bad
 row occupies its index too, so the records after it keep their true positions. Blank lines are
 not records (and a CSV row whose cells are all empty, as spreadsheets write them, counts as a
@@ -62,6 +68,11 @@ _HEAD_LIMIT = 1 << 20  # bytes read at most to sniff a format or skip leading bl
 _CSV_BLOCK = 1 << 18  # 256 KiB: measured faster and flatter in memory than 1 MiB
 _MAX_COLUMNS = 10_000
 _ROW_IN_MESSAGE = re.compile(r"Row #(\d+)")
+_SKIP_PIECE = 1 << 16  # bytes read at a time while skipping the rest of a line that is too long
+_RAW_KEPT = 200  # bytes of a line that is too long kept for the rejects file
+
+MAX_RECORD_BYTES = 1 << 20
+"""The default longest JSON Lines line, in bytes (its line break not counted)."""
 
 Source = str | Path | BinaryIO | None
 
@@ -84,14 +95,24 @@ Item = Record | BadRow
 
 
 def read_records(
-    source: Source, fmt: str | None = None, *, batch_rows: int = 8192
+    source: Source,
+    fmt: str | None = None,
+    *,
+    batch_rows: int = 8192,
+    max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> Iterator[Item]:
     """The records of ``source`` one by one (see :func:`read_batches`)."""
-    return itertools.chain.from_iterable(read_batches(source, fmt, batch_rows=batch_rows))
+    return itertools.chain.from_iterable(
+        read_batches(source, fmt, batch_rows=batch_rows, max_record_bytes=max_record_bytes)
+    )
 
 
 def read_batches(
-    source: Source, fmt: str | None = None, *, batch_rows: int = 8192
+    source: Source,
+    fmt: str | None = None,
+    *,
+    batch_rows: int = 8192,
+    max_record_bytes: int = MAX_RECORD_BYTES,
 ) -> Iterator[list[Item]]:
     """The records of ``source`` in lists of at most ``batch_rows``, in input order.
 
@@ -105,12 +126,17 @@ def read_batches(
     an empty cell is ``None``. Parquet needs a seekable file, so Parquet from stdin or a pipe is
     first copied to a temporary file.
 
+    ``max_record_bytes`` caps a JSON Lines line (see the module docstring).
+
     The format and the existence of a file are checked at once; everything else when iterated.
     """
     if batch_rows < 1:
         raise ValueError("batch_rows must be at least 1")
+    if max_record_bytes < 1:
+        raise ValueError("max_record_bytes must be at least 1")
+    limits = _Limits(batch_rows, max_record_bytes)
     if source is None or (isinstance(source, str) and source == "-"):
-        return _read_stream(sys.stdin.buffer, "<stdin>", _canonical(fmt), batch_rows)
+        return _read_stream(sys.stdin.buffer, "<stdin>", _canonical(fmt), limits)
     if isinstance(source, str | Path):
         path = Path(source)
         name = str(source)
@@ -119,10 +145,16 @@ def read_batches(
             raise SourceError(f"no such file: {name}")
         if path.is_dir():
             raise SourceError(f"{name} is a directory, not a file of records")
-        return _read_path(path, name, known, batch_rows)
+        return _read_path(path, name, known, limits)
     label = getattr(source, "name", None)
     label = label if isinstance(label, str) else "<stream>"
-    return _read_stream(source, label, _canonical(fmt), batch_rows)
+    return _read_stream(source, label, _canonical(fmt), limits)
+
+
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    batch_rows: int
+    max_record_bytes: int
 
 
 def _canonical(fmt: str | None) -> str | None:
@@ -150,12 +182,12 @@ def _format_of(path: Path) -> str:
     return found
 
 
-def _read_path(path: Path, name: str, fmt: str, batch_rows: int) -> Iterator[list[Item]]:
+def _read_path(path: Path, name: str, fmt: str, limits: _Limits) -> Iterator[list[Item]]:
     gzipped = path.suffix.lower() == ".gz"
     if fmt == "parquet":
         if gzipped:
             raise SourceError(f"{name}: Parquet is compressed inside; read it without .gz")
-        yield from _parquet_batches(path, name, batch_rows)
+        yield from _parquet_batches(path, name, limits.batch_rows)
         return
     try:
         opened = gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115
@@ -163,12 +195,13 @@ def _read_path(path: Path, name: str, fmt: str, batch_rows: int) -> Iterator[lis
     except OSError as exc:
         raise SourceError(f"cannot open {name}: {exc.strerror or exc}") from exc
     with stream:
-        yield from _text_batches(stream, name, fmt, batch_rows, rereadable=path)
+        yield from _text_batches(stream, name, fmt, limits, rereadable=path)
 
 
 def _read_stream(
-    stream: BinaryIO, name: str, fmt: str | None, batch_rows: int
+    stream: BinaryIO, name: str, fmt: str | None, limits: _Limits
 ) -> Iterator[list[Item]]:
+    batch_rows = limits.batch_rows
     head, stream = _peek(stream, name)
     if fmt is None:
         fmt = _sniff(head)
@@ -185,7 +218,7 @@ def _read_stream(
             spool.seek(0)
             yield from _parquet_batches(spool, name, batch_rows)
         return
-    yield from _text_batches(stream, name, fmt, batch_rows, rereadable=None)
+    yield from _text_batches(stream, name, fmt, limits, rereadable=None)
 
 
 def _sniff(head: bytes) -> str:
@@ -243,11 +276,12 @@ class _Replay(io.RawIOBase):
 
 
 def _text_batches(
-    stream: BinaryIO, name: str, fmt: str, batch_rows: int, rereadable: Path | None
+    stream: BinaryIO, name: str, fmt: str, limits: _Limits, rereadable: Path | None
 ) -> Iterator[list[Item]]:
+    batch_rows = limits.batch_rows
     try:
         if fmt == "jsonl":
-            yield from _chunked(_jsonl_items(stream), batch_rows)
+            yield from _chunked(_jsonl_items(stream, limits.max_record_bytes), batch_rows)
         else:
             delimiter = "\t" if fmt == "tsv" else ","
             yield from _CsvReader(stream, name, delimiter, rereadable).batches(batch_rows)
@@ -269,12 +303,26 @@ def _chunked(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
 # JSON Lines -------------------------------------------------------------------------------------
 
 
-def _jsonl_items(stream: BinaryIO) -> Iterator[Item]:
+def _jsonl_items(stream: BinaryIO, max_bytes: int) -> Iterator[Item]:
     index = 0
     loads = orjson.loads
-    for number, line in enumerate(stream, start=1):
+    readline = stream.readline
+    limit = max_bytes + 2  # room for the line break, "\r\n" included
+    number = 0
+    while line := readline(limit):
+        number += 1
         if number == 1:
             line = line.removeprefix(_BOM)
+        if len(line) >= max_bytes and len(line.rstrip(b"\r\n")) > max_bytes:
+            if not line.endswith(b"\n"):
+                _skip_line(stream)
+            kept = _text(line[:_RAW_KEPT])
+            error = (
+                f"the line is longer than {max_bytes:,} bytes (max_record_bytes); it was skipped"
+            )
+            yield BadRow(index, number, kept + "…", error)
+            index += 1
+            continue
         try:
             data = loads(line)
         except orjson.JSONDecodeError as exc:
@@ -289,6 +337,14 @@ def _jsonl_items(stream: BinaryIO) -> Iterator[Item]:
             error = f"a record must be a JSON object, not {_json_kind(data)}"
             yield BadRow(index, number, _text(line), error)
         index += 1
+
+
+def _skip_line(stream: BinaryIO) -> None:
+    """Read past the end of the current line, a piece at a time (never the whole line)."""
+    readline = stream.readline
+    while piece := readline(_SKIP_PIECE):
+        if piece.endswith(b"\n"):
+            return
 
 
 def _json_error(line: bytes, exc: orjson.JSONDecodeError) -> str:

@@ -101,6 +101,16 @@ class Resolve(BaseModel):
         return self
 
 
+class Revoke(BaseModel):
+    """How to undo a created secret whose value was lost: the template that deletes the
+    token and the record field that takes its id (the ``exists`` look-up's ``id_field``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    template: str
+    field: str
+
+
 class EndpointTemplate(BaseModel):
     """One Docker Hub write endpoint: how to build its request and what it means to send it."""
 
@@ -123,6 +133,7 @@ class EndpointTemplate(BaseModel):
     secrets: list[str] = Field(default_factory=list)
     resource_id: str | None = None
     exists: Lookup | None = None
+    revoke: Revoke | None = None
     batch: BatchSpec | None = None
     resolve: list[Resolve] = Field(default_factory=list)
     example: dict[str, Any] = Field(default_factory=dict)
@@ -143,6 +154,14 @@ class EndpointTemplate(BaseModel):
             isinstance(self.body, dict) and isinstance(self.body.get(self.batch.property), list)
         ):
             raise ValueError(f"batch.property {self.batch.property!r} must be a list in the body")
+        if self.secrets and (
+            self.revoke is None or self.exists is None or self.exists.id_field is None
+        ):
+            raise ValueError(
+                "a template that creates a secret needs `revoke` (the template that deletes "
+                "it) and an `exists` list look-up with an `id_field`, so a lost secret can be "
+                "revoked"
+            )
         if self.method in NON_IDEMPOTENT and self.exists is None and not self.idempotent:
             raise ValueError(
                 "a POST or PATCH without an `exists` look-up must be `idempotent: true` (sending "

@@ -5,8 +5,23 @@ request, and its pool rescans every connection for every request (quadratic in t
 DESIGN.md's "a pool of 64 collapsed"). The dispatcher's traffic is simple: HTTP/1.1 with small
 bodies on a few keep-alive origins. This transport does exactly that on asyncio directly, with
 an O(1) pool, and raises httpx's own exceptions so everything above it is unchanged. It does not
-do HTTP/2, proxies or streaming bodies of unbounded size; make_client() falls back to httpx's
-transport when a proxy is configured.
+do HTTP/2, proxies or streaming bodies; make_client() falls back to httpx's transport when a
+proxy is configured (wrapped so the same deadline and size cap hold there).
+
+Every request is bounded: a total deadline (connect + write + read, not the wait for a pool
+slot) on top of httpx's inactivity timeouts, and a cap on the response body, encoded and
+decoded. Responses are parsed strictly, as request-smuggling-aware parsers do: a response with
+both ``Transfer-Encoding`` and ``Content-Length``, conflicting lengths, a transfer coding other
+than ``chunked``, malformed chunks or header lines is refused with
+:class:`httpx.RemoteProtocolError`, and the connection is closed. Header names and values that
+would change the request's framing (CR, LF, NUL) are refused with
+:class:`httpx.LocalProtocolError` before anything is sent. An idle connection the server has
+closed is never reused (its socket is polled first, as httpcore does); a reused connection that
+dies before any byte of the answer is retried once, on a fresh one, for GET, HEAD, OPTIONS and
+TRACE only: anything else may have been processed, and the dispatcher decides.
+
+tests/test_transport.py runs the same requests through this transport and httpx's own against
+uvicorn (h11 and httptools), hypercorn and nginx on loopback.
 """
 
 from __future__ import annotations
@@ -15,20 +30,53 @@ import asyncio
 import collections
 import http.cookiejar
 import os
+import re
+import select
 import ssl
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-_MAX_HEAD = 64 * 1024
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+"""The default cap on a response body (16 MiB), before and after content decoding."""
+
+_MAX_HEAD = 64 * 1024  # a response head, a chunk-size line, or a trailer section
 _NO_BODY_STATUS = frozenset({204, 304})
+# Methods that cannot change anything: a reused connection that dies before any answer is
+# retried on a fresh one only for these (a POST may have been processed; the dispatcher decides).
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_OWS = b" \t"
+_NAMES: dict[bytes, bytes] = {}  # response header names seen valid, to their lower case
+
+
+class ResponseTooLarge(httpx.RemoteProtocolError):
+    """The response body, as sent or once decoded, is larger than ``max_response_bytes``.
+
+    A :class:`httpx.RemoteProtocolError` (so a :class:`httpx.TransportError`): the request was
+    sent and may have taken effect, and the dispatcher treats it so. The connection is closed,
+    never returned to the pool.
+    """
+
+
+def _too_large(
+    limit: int, request: httpx.Request | None, decoded: bool = False
+) -> ResponseTooLarge:
+    what = "once decoded " if decoded else ""
+    return ResponseTooLarge(
+        f"the response body is {what}larger than the limit of {limit:,} bytes "
+        "(max_response_bytes); the connection was closed",
+        request=request,
+    )
 
 
 class _Reply:
     """A parsed response: status, reason, raw headers, body, whether the connection is reusable."""
 
-    __slots__ = ("body", "headers", "keep_alive", "reason", "status")
+    __slots__ = ("body", "encoding", "headers", "keep_alive", "reason", "status", "version")
 
     def __init__(
         self,
@@ -37,52 +85,67 @@ class _Reply:
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         keep_alive: bool,
+        encoding: bytes,
+        version: bytes,
     ) -> None:
+        self.version = version
         self.status = status
         self.reason = reason
         self.headers = headers
         self.body = body
         self.keep_alive = keep_alive
+        self.encoding = encoding
 
 
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection; one request at a time. Parses the response as bytes arrive."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self.loop = loop
+        self.limit = limit
         self.transport: asyncio.Transport | None = None
+        self.fileno = -1
         self.closed = False
         self.idle_since = loop.time()
         self._buffer = bytearray()
         self._waiter: asyncio.Future[_Reply] | None = None
         self._request: httpx.Request | None = None
         self._head_method = False
-        self._timeout = 0.0
+        self._timeout: float | None = None
+        self._deadline: float | None = None
+        self._total = 0.0
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self.answered = False  # any byte of a response to the current request
         self._reset()
 
     def _reset(self) -> None:
         self._status = 0
         self._reason = b""
+        self._version = b"HTTP/1.1"
         self._headers: list[tuple[bytes, bytes]] = []
         self._mode = ""  # "", "length", "chunked", "close"
         self._remaining = 0
         self._chunks: list[bytes] = []
+        self._body_size = 0
+        self._trailer_size = 0
         self._keep_alive = True
-        self._got_bytes = False
+        self._encoding = b""
 
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.fileno = sock.fileno()
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():
             self.close()  # nothing was asked: the connection cannot be trusted any more
             return
-        self._got_bytes = True
+        self.answered = True
         self._last_activity = self.loop.time()
         self._buffer += data
         try:
@@ -103,9 +166,9 @@ class _Connection(asyncio.Protocol):
         if waiter is None or waiter.done():
             return
         request = self._request
-        if self._mode == "close":
+        if self._mode == "close" and exc is None:
             self._finish(self._reply(bytes(self._buffer), keep_alive=False))
-        elif not self._got_bytes:
+        elif not self.answered:
             self._fail(
                 httpx.RemoteProtocolError(
                     "Server disconnected without sending a response.", request=request
@@ -121,32 +184,72 @@ class _Connection(asyncio.Protocol):
 
     # requests
 
+    def stale(self) -> bool:
+        """Whether an idle connection was closed (or spoken on) by the server: the socket is
+        readable although nothing was asked. Catches a close the event loop has not seen yet."""
+        if self.closed:
+            return True
+        if self.fileno < 0:
+            return False
+        poller = select.poll()
+        poller.register(self.fileno, select.POLLIN)
+        try:
+            return bool(poller.poll(0))
+        except OSError:
+            return True
+
     def send(
-        self, request: httpx.Request, data: bytes, timeout: float | None
+        self,
+        request: httpx.Request,
+        data: bytes,
+        timeout: float | None,
+        deadline: float | None,
+        total: float,
     ) -> asyncio.Future[_Reply]:
+        """Write the request; the future gets the reply. ``timeout`` bounds inactivity,
+        ``deadline`` (loop time) the whole exchange."""
         assert self.transport is not None
         self._reset()
         self._buffer.clear()
+        self.answered = False
         self._request = request
         self._head_method = request.method == "HEAD"
         waiter = self._waiter = self.loop.create_future()
-        if timeout is not None:
-            self._timeout = timeout
-            self._last_activity = self.loop.time()
-            self._timer = self.loop.call_at(self._last_activity + timeout, self._check_timeout)
+        self._timeout = timeout
+        self._deadline = deadline
+        self._total = total
+        now = self._last_activity = self.loop.time()
+        due = self._due(now)
+        if due is not None:
+            self._timer = self.loop.call_at(due, self._check_timeout)
         self.transport.write(data)
         return waiter
+
+    def _due(self, last_activity: float) -> float | None:
+        due = None if self._timeout is None else last_activity + self._timeout
+        deadline = self._deadline
+        if deadline is not None and (due is None or deadline < due):
+            due = deadline
+        return due
 
     def _check_timeout(self) -> None:
         self._timer = None
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        due = self._last_activity + self._timeout
-        if self.loop.time() < due:
-            self._timer = self.loop.call_at(due, self._check_timeout)
-            return
-        self._fail(httpx.ReadTimeout("timed out waiting for the response", request=self._request))
+        now = self.loop.time()
+        if self._deadline is not None and now >= self._deadline:
+            message = (
+                f"no complete response within {self._total:g} s, the request's total deadline "
+                "(the server was still sending, or silent)"
+            )
+        else:
+            due = self._due(self._last_activity)
+            if due is not None and now < due:
+                self._timer = self.loop.call_at(due, self._check_timeout)
+                return
+            message = f"timed out waiting for the response (no data for {self._timeout:g} s)"
+        self._fail(httpx.ReadTimeout(message, request=self._request))
         self.close()
 
     def _finish(self, reply: _Reply) -> None:
@@ -176,8 +279,19 @@ class _Connection(asyncio.Protocol):
 
     # parsing
 
+    def _error(self, message: str) -> httpx.RemoteProtocolError:
+        return httpx.RemoteProtocolError(message, request=self._request)
+
     def _reply(self, body: bytes, *, keep_alive: bool) -> _Reply:
-        return _Reply(self._status, self._reason, self._headers, body, keep_alive)
+        return _Reply(
+            self._status,
+            self._reason,
+            self._headers,
+            body,
+            keep_alive,
+            self._encoding,
+            self._version,
+        )
 
     def _parse(self) -> _Reply | None:
         buffer = self._buffer
@@ -185,15 +299,12 @@ class _Connection(asyncio.Protocol):
             end = buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(buffer) > _MAX_HEAD:
-                    raise httpx.RemoteProtocolError(
-                        "response head too large", request=self._request
-                    )
+                    raise self._error("response head too large")
                 return None
             self._parse_head(bytes(buffer[:end]))
             del buffer[: end + 4]
             if 100 <= self._status < 200:
                 self._reset()  # an interim response (100 Continue): the real one follows
-                self._got_bytes = True
         if self._mode == "length":
             if len(buffer) < self._remaining:
                 return None
@@ -202,48 +313,90 @@ class _Connection(asyncio.Protocol):
             return self._reply(body, keep_alive=self._keep_alive)
         if self._mode == "chunked":
             return self._parse_chunks()
-        return None  # "close": the body ends with the connection
+        if len(buffer) > self.limit:  # "close": the body ends with the connection
+            raise _too_large(self.limit, self._request)
+        return None
 
     def _parse_head(self, head: bytes) -> None:
+        if b"\x00" in head:
+            raise self._error("NUL in the response head")
         lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise httpx.RemoteProtocolError("malformed status line", request=self._request)
-        self._status = status = int(parts[1])
-        self._reason = parts[2] if len(parts) == 3 else b""
-        keep_alive = parts[0] == b"HTTP/1.1"
+        # A bare CR or LF is a line break to some parsers and not to others: refuse it.
+        breaks = len(lines) - 1
+        if head.count(b"\n") != breaks or head.count(b"\r") != breaks:
+            raise self._error("bare CR or LF in the response head")
+        first = lines[0]
+        version = first[:9]
+        if (
+            version not in (b"HTTP/1.1 ", b"HTTP/1.0 ")
+            or not first[9:12].isdigit()
+            or (len(first) > 12 and first[12:13] != b" ")
+        ):
+            raise self._error("malformed status line")
+        self._status = status = int(first[9:12])
+        if status < 100:
+            raise self._error("malformed status line")
+        if status == 101:
+            raise self._error("unexpected 101 Switching Protocols (no upgrade was asked)")
+        self._reason = first[13:]
+        self._version = version[:8]
+        keep_alive = version == b"HTTP/1.1 "
+        close = False
         length = -1
         chunked = False
+        encoding = b""
         headers = self._headers
         for line in lines[1:]:
             name, colon, value = line.partition(b":")
-            if not colon:
-                raise httpx.RemoteProtocolError("malformed header line", request=self._request)
-            name = name.strip()
-            value = value.strip()
-            headers.append((name, value))
-            lowered = name.lower()
+            lowered = _NAMES.get(name)
+            if lowered is None or not colon:
+                if not colon or not _TOKEN.fullmatch(name):
+                    # also an obs-fold continuation line, or whitespace before the colon
+                    raise self._error("malformed header line")
+                lowered = name.lower()
+                if len(_NAMES) < 1024:
+                    _NAMES[name] = lowered
+            value = value.strip(_OWS)
             if lowered == b"content-length":
-                if not value.isdigit():
-                    raise httpx.RemoteProtocolError("bad Content-Length", request=self._request)
+                if not value.isdigit() or len(value) > 18:
+                    raise self._error("bad Content-Length")
+                if length >= 0:
+                    if int(value) != length:
+                        raise self._error("conflicting Content-Length headers")
+                    continue  # a repeat of the same length: kept once, as h11 does
                 length = int(value)
             elif lowered == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
+                if chunked:
+                    raise self._error("more than one Transfer-Encoding header")
+                value = value.lower()
+                if value != b"chunked":
+                    raise self._error(f"unsupported Transfer-Encoding {value[:40]!r}")
+                chunked = True
             elif lowered == b"connection":
-                token = value.lower()
-                if b"close" in token:
-                    keep_alive = False
-                elif b"keep-alive" in token:
-                    keep_alive = True
-        self._keep_alive = keep_alive
+                # HTTP/1.0's "keep-alive" is not honoured (as h11): the connection closes
+                if b"close" in [token.strip(_OWS) for token in value.lower().split(b",")]:
+                    close = True
+            elif lowered == b"content-encoding":
+                encoding = value.lower() if not encoding else encoding + b"," + value.lower()
+            headers.append((name, value))
+        if chunked and length >= 0:
+            raise self._error(
+                "the response has both Transfer-Encoding and Content-Length (refused: a "
+                "request-smuggling vector)"
+            )
+        self._keep_alive = keep_alive and not close
+        self._encoding = encoding
         if self._head_method or status in _NO_BODY_STATUS or status < 200:
             self._mode, self._remaining = "length", 0
         elif chunked:
             self._mode, self._remaining = "chunked", -1
         elif length >= 0:
+            if length > self.limit:
+                raise _too_large(self.limit, self._request)
             self._mode, self._remaining = "length", length
         else:
             self._mode = "close"
+            self._keep_alive = False
 
     def _parse_chunks(self) -> _Reply | None:
         buffer = self._buffer
@@ -251,32 +404,78 @@ class _Connection(asyncio.Protocol):
             if self._remaining == -1:  # at a chunk-size line
                 end = buffer.find(b"\r\n")
                 if end < 0:
+                    if len(buffer) > _MAX_HEAD:
+                        raise self._error("chunk-size line too long")
                     return None
-                size_text = bytes(buffer[:end]).split(b";", 1)[0].strip()
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise httpx.RemoteProtocolError(
-                        "bad chunk size", request=self._request
-                    ) from None
+                line = bytes(buffer[:end])
+                size_text = line.split(b";", 1)[0]
+                if b";" not in line:
+                    size_text = size_text.rstrip(_OWS)  # as h11: OWS at the end, not before ";"
+                if not _CHUNK_SIZE.fullmatch(size_text) or b"\n" in line or b"\r" in line:
+                    raise self._error("bad chunk size")
+                size = int(size_text, 16)
                 del buffer[: end + 2]
                 if size == 0:
                     self._remaining = -2
                 else:
+                    self._body_size += size
+                    if self._body_size > self.limit:
+                        raise _too_large(self.limit, self._request)
                     self._remaining = size
-            if self._remaining == -2:  # trailers, up to an empty line
+            if self._remaining == -2:  # trailers, up to an empty line; read and dropped
                 end = buffer.find(b"\r\n")
                 if end < 0:
+                    if self._trailer_size + len(buffer) > _MAX_HEAD:
+                        raise self._error("trailers too large")
                     return None
-                del buffer[: end + 2]
                 if end == 0:
+                    del buffer[:2]
                     return self._reply(b"".join(self._chunks), keep_alive=self._keep_alive)
+                line = bytes(buffer[:end])
+                del buffer[: end + 2]
+                self._trailer_size += end + 2
+                name, colon, _ = line.partition(b":")
+                if (
+                    not colon
+                    or not _TOKEN.fullmatch(name)
+                    or b"\n" in line
+                    or b"\r" in line
+                    or self._trailer_size > _MAX_HEAD
+                ):
+                    raise self._error("malformed trailer line")
                 continue
             if len(buffer) < self._remaining + 2:
                 return None
+            if buffer[self._remaining : self._remaining + 2] != b"\r\n":
+                raise self._error("chunk data not followed by CRLF")
             self._chunks.append(bytes(buffer[: self._remaining]))
             del buffer[: self._remaining + 2]
             self._remaining = -1
+
+
+def _decoded_within(body: bytes, encoding: bytes, limit: int) -> bool:
+    """Whether ``body``, once httpx decodes its Content-Encoding (gzip, deflate, stacked), is at
+    most ``limit`` bytes. Decodes with a bounded output; undecodable data is left to httpx."""
+    data = body
+    for coding in reversed(encoding.split(b",")):
+        coding = coding.strip(_OWS)
+        if coding == b"gzip":
+            attempts = [zlib.MAX_WBITS | 16]
+        elif coding == b"deflate":
+            attempts = [zlib.MAX_WBITS, -zlib.MAX_WBITS]  # as httpx: zlib-wrapped, else raw
+        else:
+            continue  # identity, or one httpx does not decode
+        for wbits in attempts:
+            try:
+                data = zlib.decompressobj(wbits).decompress(data, limit + 1)
+                break
+            except zlib.error:
+                continue
+        else:
+            return True  # httpx raises its DecodingError
+        if len(data) > limit:
+            return False
+    return True
 
 
 class _Pool:
@@ -295,6 +494,12 @@ class HubTransport(httpx.AsyncBaseTransport):
     ``max_connections`` per origin; waiting for a connection has no time limit (the
     dispatcher's concurrency limit is what queues requests). Idle connections older than
     ``keepalive_expiry`` are closed rather than reused (servers close them at about 5 s).
+
+    ``deadline``: seconds a request may take in all, connect + write + read (from the moment it
+    has a pool slot); ``None`` applies the request's read timeout as the total. Exceeded, it
+    raises :class:`httpx.ReadTimeout` (:class:`httpx.ConnectTimeout` while connecting).
+    ``max_response_bytes``: the largest response body accepted, as sent and once decoded;
+    larger raises :class:`ResponseTooLarge` and closes the connection.
     """
 
     def __init__(
@@ -303,23 +508,67 @@ class HubTransport(httpx.AsyncBaseTransport):
         max_connections: int = 16,
         keepalive_expiry: float = 4.0,
         verify: ssl.SSLContext | bool = True,
+        deadline: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.max_connections = max(1, max_connections)
         self.keepalive_expiry = keepalive_expiry
+        self.deadline = deadline
+        self.max_response_bytes = max(0, max_response_bytes)
         self._verify = verify
         self._ssl: ssl.SSLContext | None = None
         self._pools: dict[tuple[bytes, bytes, int], _Pool] = {}
         self._closed = False
+        self._good_names: set[bytes] = set()
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
             verify = self._verify
-            self._ssl = (
+            context = (
                 verify
                 if isinstance(verify, ssl.SSLContext)
                 else httpx.create_ssl_context(verify=verify)
             )
+            context.set_alpn_protocols(["http/1.1"])  # as httpcore does: never h2 here
+            self._ssl = context
         return self._ssl
+
+    def _encode(self, request: httpx.Request, content: bytes) -> bytes:
+        url = request.url
+        method = request.method.encode()
+        good = self._good_names
+        if method not in good:
+            if not _TOKEN.fullmatch(method):
+                raise httpx.LocalProtocolError(f"invalid method {method!r}", request=request)
+            good.add(method)
+        head = [method, b" ", url.raw_path, b" HTTP/1.1\r\n"]
+        chunked = False
+        raw = request.headers.raw
+        for name, value in raw:
+            if name not in good:
+                if not _TOKEN.fullmatch(name):
+                    raise httpx.LocalProtocolError(
+                        f"invalid header name {name[:40]!r}", request=request
+                    )
+                if len(good) < 256:
+                    good.add(name)
+            if len(name) == 17 and name.lower() == b"transfer-encoding":
+                chunked = True
+            head += (name, b": ", value, b"\r\n")
+        head.append(b"\r\n")
+        data = b"".join(head)
+        lines = len(raw) + 2  # the request line, the headers, the empty line
+        if data.count(b"\n") != lines or data.count(b"\r") != lines or b"\x00" in data:
+            raise httpx.LocalProtocolError(
+                "CR, LF or NUL in a header value or the request line (refused: it would "
+                "change the request's framing)",
+                request=request,
+            )
+        if chunked:  # a streamed body, read whole: send it framed as its header says
+            if content:
+                return b"%s%x\r\n%s\r\n0\r\n\r\n" % (data, len(content), content)
+            return data + b"0\r\n\r\n"
+        return data + content
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._closed:
@@ -338,25 +587,55 @@ class HubTransport(httpx.AsyncBaseTransport):
             content = request.content
         except httpx.RequestNotRead:
             content = await request.aread()
-        head = [request.method.encode(), b" ", url.raw_path, b" HTTP/1.1\r\n"]
-        for name, value in request.headers.raw:
-            head += (name, b": ", value, b"\r\n")
-        head.append(b"\r\n")
-        head.append(content)
-        data = b"".join(head)
-        connection = await self._acquire(pool, key, request, timeouts.get("connect"))
-        try:
-            reply = await connection.send(request, data, timeouts.get("read"))
-        except BaseException:
+        data = self._encode(request, content)
+        read_timeout = timeouts.get("read")
+        total = self.deadline if self.deadline is not None else read_timeout
+        loop = asyncio.get_running_loop()
+        connection, reused, started = await self._acquire(
+            pool, key, request, timeouts.get("connect"), total
+        )
+        deadline = None if total is None else started + total
+        while True:
+            try:
+                reply = await connection.send(request, data, read_timeout, deadline, total or 0)
+                break
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                if reused and not connection.answered and request.method in _SAFE_METHODS:
+                    pass  # below: once more, on a fresh connection
+                else:
+                    connection.close()
+                    self._release(pool, connection)
+                    raise
+            except BaseException:
+                connection.close()
+                self._release(pool, connection)
+                raise
+            # A kept-alive connection the server closed as the request went out, before any
+            # answer: a safe method goes once more, on a fresh connection in the same slot.
+            connection.close()
+            reused = False
+            connect = timeouts.get("connect")
+            if deadline is not None:
+                remaining = max(0.0, deadline - loop.time())
+                connect = remaining if connect is None else min(connect, remaining)
+            try:
+                connection = await self._connect(loop, key, request, connect)
+            except BaseException:
+                pool.count -= 1
+                self._wake(pool)
+                raise
+        limit = self.max_response_bytes
+        if reply.encoding and reply.body and not _decoded_within(reply.body, reply.encoding, limit):
             connection.close()
             self._release(pool, connection)
-            raise
+            raise _too_large(limit, request, decoded=True)
         self._release(pool, connection)
+        # stream=, not content=: httpx would add a Content-Length header beside the server's own
         return httpx.Response(
             reply.status,
             headers=reply.headers,
-            content=reply.body,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reply.reason},
+            stream=httpx.ByteStream(reply.body),
+            extensions={"http_version": reply.version, "reason_phrase": reply.reason},
         )
 
     async def _acquire(
@@ -365,16 +644,18 @@ class HubTransport(httpx.AsyncBaseTransport):
         key: tuple[bytes, bytes, int],
         request: httpx.Request,
         connect_timeout: float | None,
-    ) -> _Connection:
+        total: float | None,
+    ) -> tuple[_Connection, bool, float]:
+        """A connection, whether it was reused, and the loop time its pool slot was had."""
         loop = asyncio.get_running_loop()
         idle = pool.idle
         while idle:
             connection = idle.pop()
             if (
-                not connection.closed
-                and loop.time() - connection.idle_since < self.keepalive_expiry
+                loop.time() - connection.idle_since < self.keepalive_expiry
+                and not connection.stale()
             ):
-                return connection
+                return connection, True, loop.time()
             connection.close()
             pool.count -= 1
         if pool.count >= pool.limit:
@@ -387,10 +668,13 @@ class HubTransport(httpx.AsyncBaseTransport):
                     self._release(pool, waiter.result())  # type: ignore[arg-type]
                 raise
             if handed is not None:
-                return handed
+                return handed, True, loop.time()
         pool.count += 1  # a slot for a new connection
+        started = loop.time()
+        if total is not None:
+            connect_timeout = total if connect_timeout is None else min(connect_timeout, total)
         try:
-            return await self._connect(loop, key, request, connect_timeout)
+            return await self._connect(loop, key, request, connect_timeout), False, started
         except BaseException:
             pool.count -= 1
             self._wake(pool)
@@ -406,10 +690,11 @@ class HubTransport(httpx.AsyncBaseTransport):
         scheme, raw_host, port = key
         host = raw_host.decode("ascii")
         secure = scheme == b"https"
+        limit = self.max_response_bytes
         try:
             async with asyncio.timeout(timeout):
-                _, protocol = await loop.create_connection(
-                    lambda: _Connection(loop),
+                transport, protocol = await loop.create_connection(
+                    lambda: _Connection(loop, limit),
                     host.strip("[]"),
                     port,
                     ssl=self._ssl_context() if secure else None,
@@ -423,6 +708,15 @@ class HubTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(
                 f"cannot connect to {host}:{port}: {exc}", request=request
             ) from exc
+        if secure:
+            ssl_object = transport.get_extra_info("ssl_object")
+            alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+            if alpn not in (None, "http/1.1"):
+                protocol.close()
+                raise httpx.ConnectError(
+                    f"{host}:{port} chose {alpn!r}; this transport speaks HTTP/1.1 only",
+                    request=request,
+                )
         return protocol
 
     def _release(self, pool: _Pool, connection: _Connection) -> None:
@@ -455,6 +749,58 @@ class HubTransport(httpx.AsyncBaseTransport):
             pool.idle.clear()
 
 
+class _Bounded(httpx.AsyncBaseTransport):
+    """httpx's own transport (used with a proxy) under the same total deadline and body cap
+    as :class:`HubTransport`: the body is read here, within the deadline, up to the cap."""
+
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, *, deadline: float | None, max_response_bytes: int
+    ) -> None:
+        self.inner = inner
+        self.deadline = deadline
+        self.max_response_bytes = max(0, max_response_bytes)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts = request.extensions.get("timeout") or {}
+        total = self.deadline if self.deadline is not None else timeouts.get("read")
+        limit = self.max_response_bytes
+        try:
+            async with asyncio.timeout(total) as scope:
+                response = await self.inner.handle_async_request(request)
+                try:
+                    length = response.headers.get("content-length", "")
+                    if length.isdigit() and int(length) > limit:
+                        raise _too_large(limit, request)
+                    body = bytearray()
+                    async for part in response.stream:  # type: ignore[union-attr]
+                        body += part
+                        if len(body) > limit:
+                            raise _too_large(limit, request)
+                finally:
+                    await response.aclose()
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise
+            raise httpx.ReadTimeout(
+                f"no complete response within {total:g} s, the request's total deadline",
+                request=request,
+            ) from exc
+        encoding = response.headers.get("content-encoding", "").lower().encode("latin-1")
+        if encoding and body and not _decoded_within(bytes(body), encoding, limit):
+            raise _too_large(limit, request, decoded=True)
+        extensions = {k: v for k, v in response.extensions.items() if k != "network_stream"}
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers.raw,
+            stream=httpx.ByteStream(bytes(body)),
+            extensions=extensions,
+        )
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        await self.inner.aclose()
+
+
 class _NoCookies(http.cookiejar.CookieJar):
     """A cookie jar that keeps nothing. Hub's API does not use cookies, and httpx's cookie
     extraction rebuilds every response's headers as an email message (tens of µs each)."""
@@ -481,22 +827,47 @@ def make_client(
     *,
     headers: Mapping[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    deadline: float | None = None,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
 ) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` for the dispatcher: one keep-alive connection per concurrent
     request on the lean :class:`HubTransport` (httpx's own transport when a proxy is set in
     the environment), a connect timeout shorter than the read timeout, and no pool timeout
-    (waiting for a connection is the concurrency limit at work, not a failure)."""
+    (waiting for a connection is the concurrency limit at work, not a failure). Redirects are
+    never followed (a credential goes to the base URL's origin only).
+
+    ``timeout`` bounds each wait for the server; ``deadline`` bounds a whole request (connect
+    + write + read) and defaults to ``timeout``, so a response trickling in byte by byte still
+    ends at ``timeout`` seconds with :class:`httpx.ReadTimeout`. ``max_response_bytes`` caps a
+    response body, as sent and once decoded (default :data:`DEFAULT_MAX_RESPONSE_BYTES`,
+    16 MiB); a larger one raises :class:`ResponseTooLarge`. Both hold on the proxy path too; a
+    ``transport`` given by the caller is used as it is."""
     pool = max(1, concurrency)
     timeouts = httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None)
     default_headers = {"Accept": "application/json", "User-Agent": "sink/0.1"}
     default_headers.update(headers or {})
     proxied = any(os.environ.get(name) for name in _PROXY_VARIABLES)
-    if transport is None and not proxied:
-        transport = HubTransport(max_connections=pool)
+    total = timeout if deadline is None else deadline
     # httpx's pool rescans every connection per request: keep it at 32 or fewer (DESIGN.md).
     limits = httpx.Limits(
         max_connections=min(pool, 32), max_keepalive_connections=min(pool, 32), keepalive_expiry=4.0
     )
+    mounts: dict[str, httpx.AsyncBaseTransport | None] | None = None
+    if transport is None and not proxied:
+        transport = HubTransport(
+            max_connections=pool, deadline=total, max_response_bytes=max_response_bytes
+        )
+    elif transport is None:
+        # httpx builds its proxy transports from the environment; wrap each the same way.
+        probe = httpx.AsyncClient(limits=limits, trust_env=True)
+        mounts = {
+            pattern.pattern: _Bounded(inner, deadline=total, max_response_bytes=max_response_bytes)
+            for pattern, inner in probe._mounts.items()
+            if inner is not None
+        }
+        transport = _Bounded(
+            probe._transport, deadline=total, max_response_bytes=max_response_bytes
+        )
     return httpx.AsyncClient(
         base_url=base_url,
         auth=auth,
@@ -504,6 +875,7 @@ def make_client(
         timeout=timeouts,
         headers=default_headers,
         transport=transport,
+        mounts=mounts,
         follow_redirects=False,
         trust_env=proxied,
         cookies=_NoCookies(),

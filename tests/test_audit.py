@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from sink.audit import AuditLog
+from sink.errors import ConfigError
 from sink.model import Outcome, Request, Status
 from sink.redact import Redactor
 
@@ -103,3 +107,29 @@ def test_lines_are_appended_across_runs_and_on_disk_before_close(tmp_path: Path)
     second.call(pat_request("b"), Outcome(("b",), Status.REJECTED, 400, error="bad scopes"))
     second.close()
     assert [line["keys"] for line in lines(tmp_path / "out" / "audit.jsonl")] == [["a"], ["b"]]
+
+
+def test_the_audit_log_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0)
+    try:
+        log = make_log(tmp_path)
+    finally:
+        os.umask(previous)
+    log.refusal(pat_request("ci-1"), "outside the policy")
+    log.close()
+    path = tmp_path / "out" / "audit.jsonl"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert not log.mode_fixed
+    path.chmod(0o644)
+    again = make_log(tmp_path)
+    again.close()
+    assert again.mode_fixed
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(lines(path)) == 1
+
+
+def test_an_audit_log_under_a_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("a file where a folder should be")
+    with pytest.raises(ConfigError, match="the audit log"):
+        make_log(tmp_path)

@@ -333,3 +333,80 @@ def test_repr_and_redactor_hide_the_secret_and_tokens() -> None:
     token = hub.calls[0]
     assert redactor(f"secret {SECRET} token {token}") == "secret *** token ***"
     assert token not in repr(request.headers)
+
+
+@pytest.mark.parametrize(
+    "elsewhere",
+    [
+        "https://hub.docker.com:8443/v2/repositories",  # another port
+        "http://hub.docker.com/v2/repositories",  # a downgrade
+        "https://evil.example/v2/repositories",  # another host
+        "https://hub.docker.com.evil.example/v2/x",
+    ],
+)
+def test_the_bearer_goes_to_the_connections_origin_only(elsewhere: str) -> None:
+    from sink.errors import StopRun
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"access_token": "eyJh.eyJzdWIiOiJ4In0.sig"})
+
+    auth = HubAuth("acme", "dckr_oat_Fake0Secret1For2Tests3", token_url=token_url_for(
+        "https://hub.docker.com"))
+    with httpx.Client(transport=httpx.MockTransport(handler), auth=auth) as client:
+        assert client.get("https://hub.docker.com:443/v2/orgs/acme").status_code == 200
+        with pytest.raises(StopRun, match="refusing to send the Docker Hub credential"):
+            client.get(elsewhere)
+    assert all(r.url.host == "hub.docker.com" and r.url.scheme == "https" for r in seen)
+
+
+def test_the_exchange_is_a_json_request_with_its_content_type() -> None:
+    clock = Clock()
+    hub = FakeHub(clock)
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return hub.handler(request)
+
+    auth = make_auth(clock)
+    with httpx.Client(base_url=BASE, auth=auth, transport=httpx.MockTransport(handler)) as c:
+        assert c.get("/v2/x").status_code == 200
+    exchange = seen[0]
+    assert exchange.url.path == "/v2/auth/token"
+    assert exchange.headers["content-type"] == "application/json"
+    assert exchange.headers["accept"] == "application/json"
+    assert json.loads(exchange.content) == {"identifier": USER, "secret": SECRET}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("headers", "delay", "asked"),
+    [
+        ({"Retry-After": "1000000000"}, 1e9, "Retry-After: 1000000000"),
+        ({"Retry-After": "-3"}, 0.0, "Retry-After: -3"),
+        ({}, None, None),
+    ],
+)
+async def test_a_429_on_the_exchange_says_what_it_asked(
+    headers: dict[str, str], delay: float | None, asked: str | None
+) -> None:
+    from sink.errors import Throttled
+
+    clock = Clock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, json={"detail": "Rate limit exceeded"}, headers=headers)
+
+    async with httpx.AsyncClient(
+        base_url=BASE, auth=make_auth(clock), transport=httpx.MockTransport(handler)
+    ) as client:
+        with pytest.raises(Throttled) as caught:
+            await client.get("/v2/x")
+    assert caught.value.delay == delay
+    assert caught.value.asked == asked
+    assert isinstance(caught.value, RetryLater)
+    if asked:
+        assert f"({asked})" in str(caught.value)

@@ -176,6 +176,7 @@ def test_test_command_with_a_hand_edited_body(
         created = {r["name"]: r for r in hub.state()["repositories"] if r["namespace"] == "acme"}
     assert code == EXIT_OK
     assert created["edited-by-hand"]["is_private"] is True
-    assert main(["test", str(path), "--body", '{"name": "NO"}', "--base-url", "http://x"]) == 2
+    bad_body = ["--body", '{"name": "NO"}']
+    assert main(["test", str(path), *bad_body, "--base-url", "http://127.0.0.1:9"]) == 2
     assert "pattern" in capsys.readouterr().err
     assert os.environ["SINK_TEST_SECRET"] == OAT

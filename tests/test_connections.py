@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 
 from sink import cli
 from sink.cli_read import Prompter, add_connection
@@ -21,6 +21,7 @@ from sink.connections import (
     Connection,
     ConnectionStore,
     edited_connection,
+    key_file_path,
     load_credentials,
     new_connection,
     store_folder,
@@ -38,7 +39,15 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "sink-home"
     monkeypatch.setenv("SINK_HOME", str(folder))
     monkeypatch.setenv("SINK_KEYRING", "off")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.delenv("SINK_KEY_FILE", raising=False)
     return folder
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    """Where the key goes without a keyring (the fixture's XDG_STATE_HOME)."""
+    return tmp_path / "state" / "sink" / "connections.key"
 
 
 def personal(name: str = "alice-hub", secret: str = ALICE_PAT, base: str = "") -> Connection:
@@ -175,7 +184,7 @@ def test_store_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch,
     assert store_folder() == tmp_path / "home" / ".config" / "sink"
 
 
-def test_secrets_are_encrypted_at_rest(home: Path) -> None:
+def test_secrets_are_encrypted_at_rest(home: Path, key_file: Path) -> None:
     store = ConnectionStore()
     store.add(personal())
     store.add(new_connection("organization", name="acme", identifier="acme", secret=ACME_OAT))
@@ -184,30 +193,33 @@ def test_secrets_are_encrypted_at_rest(home: Path) -> None:
     assert b"FvTMFWrwCWop3eZI7ZJnPH49XBd" not in raw  # not even without its prefix
     doc = orjson.loads(raw)
     assert doc["key"] == "file"
-    key = (home / "key").read_bytes().strip()
+    assert doc["key_file"] == str(key_file)
+    assert sorted(p.name for p in home.iterdir()) == ["connections.json"]  # the key is apart
+    key = key_file.read_bytes().strip()
     token = doc["connections"]["alice-hub"]["secret"]
     assert Fernet(key).decrypt(token.encode()).decode() == ALICE_PAT
-    for path in (home / "key", home / "connections.json"):
+    for path in (key_file, home / "connections.json"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
     assert store.get("alice-hub").secret == ALICE_PAT
     assert store.get("acme").credentials() == Credentials(
         "https://hub.docker.com", "acme", ACME_OAT, "oat")
 
 
-def test_a_wrong_key_fails_clearly(home: Path) -> None:
+def test_a_wrong_key_fails_clearly(key_file: Path) -> None:
     ConnectionStore().add(personal())
-    (home / "key").write_bytes(Fernet.generate_key())
+    key_file.write_bytes(Fernet.generate_key())
     with pytest.raises(ConfigError) as excinfo:
         ConnectionStore().get("alice-hub")
     message = message_of(excinfo)
     assert message.startswith(
         "cannot decrypt the stored secret of connection 'alice-hub': the key does not match")
-    assert str(home / "key") in message and ALICE_PAT not in message
+    assert str(key_file) in message and ALICE_PAT not in message
 
 
-def test_a_missing_key_fails_clearly(home: Path) -> None:
+def test_a_missing_key_fails_clearly(key_file: Path) -> None:
     ConnectionStore().add(personal())
-    (home / "key").unlink()
+    key_file.unlink()
     with pytest.raises(ConfigError, match="the key is missing"):
         ConnectionStore().get("alice-hub")
 
@@ -223,10 +235,10 @@ class FakeKeyring:
         self.values[(service_name, username)] = password
 
 
-def test_the_key_goes_to_the_keyring_when_there_is_one(home: Path) -> None:
+def test_the_key_goes_to_the_keyring_when_there_is_one(home: Path, key_file: Path) -> None:
     ring = FakeKeyring()
     ConnectionStore(keyring=ring).add(personal())
-    assert not (home / "key").exists()
+    assert not (home / "key").exists() and not key_file.exists()
     assert orjson.loads((home / "connections.json").read_bytes())["key"] == "keyring"
     [(service, _)] = ring.values
     assert service == "sink"
@@ -236,6 +248,139 @@ def test_the_key_goes_to_the_keyring_when_there_is_one(home: Path) -> None:
     ring.values = {k: Fernet.generate_key().decode() for k in ring.values}
     with pytest.raises(ConfigError, match=r"the key does not match .*OS keyring entry"):
         ConnectionStore(keyring=ring).get("alice-hub")
+
+
+def test_the_key_file_follows_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SINK_KEY_FILE", str(tmp_path / "keys" / "mine.key"))
+    assert key_file_path() == tmp_path / "keys" / "mine.key"
+    monkeypatch.delenv("SINK_KEY_FILE")
+    assert key_file_path() == tmp_path / "state" / "sink" / "connections.key"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    # A relocated store (SINK_HOME) keeps its key beside it, never in it.
+    assert key_file_path() == tmp_path / "sink-home-key" / "connections.key"
+    monkeypatch.delenv("SINK_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "h"))
+    assert key_file_path() == tmp_path / "h" / ".local" / "state" / "sink" / "connections.key"
+
+
+def test_without_xdg_state_the_key_sits_beside_sink_home(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("XDG_STATE_HOME")
+    ConnectionStore().add(personal())
+    key = tmp_path / "sink-home-key" / "connections.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
+    assert not (home / "key").exists()
+    assert ConnectionStore().get("alice-hub").secret == ALICE_PAT
+
+
+def test_a_key_file_others_can_read_is_refused(key_file: Path) -> None:
+    ConnectionStore().add(personal())
+    key_file.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"mode 0644: group or others may read it") as caught:
+        ConnectionStore().get("alice-hub")
+    assert f"chmod 600 {key_file}" in message_of(caught)
+    key_file.chmod(0o600)
+    assert ConnectionStore().get("alice-hub").secret == ALICE_PAT
+
+
+def test_a_key_file_owned_by_someone_else_is_refused(
+    key_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ConnectionStore().add(personal())
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(key_file).st_uid + 1)
+    with pytest.raises(ConfigError, match="belongs to another user"):
+        ConnectionStore().get("alice-hub")
+
+
+def test_a_key_file_that_is_a_symlink_is_refused(key_file: Path, tmp_path: Path) -> None:
+    ConnectionStore().add(personal())
+    moved = tmp_path / "elsewhere.key"
+    key_file.rename(moved)
+    key_file.symlink_to(moved)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        ConnectionStore().get("alice-hub")
+
+
+def test_a_key_file_inside_the_store_folder_is_refused(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SINK_KEY_FILE", str(home / "my.key"))
+    with pytest.raises(ConfigError, match="inside the connection store's folder"):
+        ConnectionStore().add(personal())
+    assert not (home / "my.key").exists()
+
+
+def test_a_keyring_that_refuses_the_key_falls_back_to_the_key_file(key_file: Path) -> None:
+    class LockedKeyring(FakeKeyring):
+        def set_password(self, service_name: str, username: str, password: str) -> None:
+            raise RuntimeError("the keyring is locked")
+
+    said: list[str] = []
+    ConnectionStore(keyring=LockedKeyring(), notify=said.append).add(personal())
+    assert key_file.exists() and str(key_file) in said[0]
+    assert ConnectionStore(keyring=LockedKeyring()).get("alice-hub").secret == ALICE_PAT
+
+
+def legacy_store(home: Path) -> bytes:
+    """A store as earlier versions wrote it: the key in the file ``key`` in the store folder."""
+    home.mkdir(parents=True)
+    key = Fernet.generate_key()
+    (home / "key").write_bytes(key + b"\n")
+    (home / "key").chmod(0o600)
+    doc = {
+        "version": 1,
+        "key": "file",
+        "connections": {
+            "alice-hub": {
+                "kind": "personal",
+                "identifier": "alice",
+                "base_url": "https://hub.docker.com",
+                "secret": Fernet(key).encrypt(ALICE_PAT.encode()).decode(),
+                "created_at": "2024-01-01T00:00:00Z",
+                "updated_at": "2024-01-01T00:00:00Z",
+            }
+        },
+    }
+    (home / "connections.json").write_bytes(orjson.dumps(doc))
+    return key
+
+
+def test_a_key_in_the_store_folder_is_moved_out(home: Path, key_file: Path) -> None:
+    old = legacy_store(home)
+    said: list[str] = []
+    store = ConnectionStore(notify=said.append)
+    assert store.get("alice-hub").secret == ALICE_PAT
+    assert not (home / "key").exists()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    [message] = said
+    assert message.startswith(f"moved the key of the connection store {home / 'connections.json'}")
+    assert str(key_file) in message and ALICE_PAT not in message
+    raw = (home / "connections.json").read_bytes()
+    doc = orjson.loads(raw)
+    assert (doc["key"], doc["key_file"]) == ("file", str(key_file))
+    token = doc["connections"]["alice-hub"]["secret"].encode()
+    with pytest.raises(InvalidToken):
+        Fernet(old).decrypt(token)  # the old key, wherever copies of it are, opens nothing now
+    assert ConnectionStore(notify=said.append).get("alice-hub").secret == ALICE_PAT
+    assert len(said) == 1
+
+
+def test_a_key_in_the_store_folder_moves_to_the_keyring(home: Path, key_file: Path) -> None:
+    legacy_store(home)
+    ring = FakeKeyring()
+    said: list[str] = []
+    ConnectionStore(keyring=ring, notify=said.append).add(
+        new_connection("organization", name="acme", identifier="acme", secret=ACME_OAT)
+    )
+    assert not (home / "key").exists() and not key_file.exists()
+    assert "OS keyring" in said[0]
+    store = ConnectionStore(keyring=ring)
+    assert store.get("alice-hub").secret == ALICE_PAT
+    assert store.get("acme").secret == ACME_OAT
 
 
 def test_names_are_unique_and_rename_keeps_the_secret() -> None:
@@ -380,14 +525,27 @@ def test_cli_edit_renames_without_the_token(
 
 
 def test_cli_edit_replaces_a_secret_the_key_cannot_read(
-    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    key_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ConnectionStore().add(personal())
-    (home / "key").write_bytes(Fernet.generate_key())
+    key_file.write_bytes(Fernet.generate_key())
     code, _, err = sink(monkeypatch, capsys, "connection", "show", "alice-hub")
     assert code == 2 and "the key does not match" in err
     code, _, err = sink(monkeypatch, capsys, "connection", "edit", "alice-hub", "--token-stdin",
                         "--no-verify", stdin=OTHER_PAT + "\n")
     assert code == 0, err
     assert ConnectionStore().get("alice-hub").secret == OTHER_PAT
-    assert os.path.exists(home / "key")
+    assert os.path.exists(key_file)
+
+
+def test_connection_help_says_where_the_key_lives(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        cli.main(["connection", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "kept apart from the store" in text
+    for place in ("OS keyring", "$SINK_KEY_FILE", "$XDG_STATE_HOME/sink/connections.key",
+                  "~/.local/state/sink/connections.key"):
+        assert place in text

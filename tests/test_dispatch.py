@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, TypeVar
@@ -16,7 +16,7 @@ import pytest
 
 from sink.classify import VerdictKind, classify, hub_message, may_have_arrived
 from sink.dispatch import Dispatcher
-from sink.errors import CredentialsError, NeedsOrgToken, StopRun
+from sink.errors import CredentialsError, NeedsOrgToken, RejectRecord, StopRun
 from sink.model import Outcome, Request, Status
 from sink.transport import HubTransport, make_client
 
@@ -415,7 +415,7 @@ async def test_recovered_token_create_marks_the_secret_lost() -> None:
         script, clock, lookup=Lookup(True), secret_fields={"create-pat": ("token",)}
     )
     outcome = await dispatcher.send(make_request(template="create-pat"))
-    assert outcome.status is Status.OK
+    assert outcome.status is Status.SECRET_LOST
     assert outcome.extra["recovered"] is True
     assert outcome.extra["secret_lost"] is True
     assert "vault" not in outcome.extra
@@ -590,15 +590,43 @@ async def test_rejects_carry_hubs_message_and_the_run_goes_on() -> None:
 
 
 @pytest.mark.anyio
-async def test_delete_404_after_an_unanswered_attempt_counts_as_done() -> None:
-    clock = FakeClock()
-    script = Script(httpx.ReadTimeout("timed out"), 404)
-    dispatcher = make_dispatcher(script, clock)
-    outcome = await dispatcher.send(make_request(method="DELETE"))
+@pytest.mark.parametrize(
+    "first", [None, httpx.ReadTimeout("timed out"), httpx.ConnectError("refused")]
+)
+async def test_a_delete_answered_404_is_already_gone(first: Exception | None) -> None:
+    script = Script(404) if first is None else Script(first, 404)
+    outcome = await make_dispatcher(script, FakeClock()).send(make_request(method="DELETE"))
     assert outcome.status is Status.OK
-    assert outcome.extra["already_gone"] is True
-    plain = make_dispatcher(Script(404), clock)
-    assert (await plain.send(make_request(method="DELETE"))).status is Status.REJECTED
+    assert outcome.extra == {"already_gone": True}
+
+
+@pytest.mark.anyio
+async def test_a_delete_404_whose_look_up_finds_the_parent_missing_is_rejected() -> None:
+    async def parent_missing(request: Request) -> bool | None:
+        raise RejectRecord("the team 'ghosts' does not exist in the organization acme")
+
+    async def still_listed(request: Request) -> bool | None:
+        return False
+
+    gone = make_dispatcher(Script(404), FakeClock(), lookup=parent_missing)
+    outcome = await gone.send(make_request(method="DELETE"))
+    assert outcome.status is Status.REJECTED
+    assert outcome.error == "the team 'ghosts' does not exist in the organization acme"
+    listed = make_dispatcher(Script(404), FakeClock(), lookup=still_listed)
+    assert (await listed.send(make_request(method="DELETE"))).status is Status.REJECTED
+
+
+@pytest.mark.anyio
+async def test_an_ambiguous_post_whose_look_up_finds_the_parent_missing_is_rejected() -> None:
+    async def parent_missing(request: Request) -> bool | None:
+        raise RejectRecord("the team 'ghosts' does not exist in the organization acme")
+
+    script = Script(httpx.ReadTimeout("timed out"))
+    dispatcher = make_dispatcher(script, FakeClock(), lookup=parent_missing)
+    outcome = await dispatcher.send(make_request())
+    assert outcome.status is Status.REJECTED and "in_doubt" not in outcome.extra
+    assert outcome.error == "the team 'ghosts' does not exist in the organization acme"
+    assert len(script.requests) == 1  # not sent again
 
 
 @pytest.mark.anyio
@@ -1067,11 +1095,270 @@ async def test_an_unexpected_error_still_completes_the_pacer_slot() -> None:
     assert (await dispatcher.send(make_request())).status is Status.OK
 
 
+# -- every wait is bounded --------------------------------------------------------------------
+
+
+def throttled(value: str, header: str = "Retry-After") -> httpx.Response:
+    return httpx.Response(429, json={"detail": "Rate limit exceeded"}, headers={header: value})
+
+
+class Storm:
+    """Answers 429 with ``headers`` to every request, up to ``limit`` (then 201, so that code
+    that never gives up still ends)."""
+
+    def __init__(self, clock: FakeClock, headers: dict[str, str], limit: int = 500) -> None:
+        self.clock = clock
+        self.headers = headers
+        self.limit = limit
+        self.times: list[float] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.times.append(self.clock.now)
+        if len(self.times) > self.limit:
+            return httpx.Response(201, json={})
+        return httpx.Response(429, json={"detail": "Rate limit exceeded"}, headers=self.headers)
+
+
 @pytest.mark.anyio
-async def test_delete_404_after_a_connect_error_is_still_a_reject() -> None:
+@pytest.mark.parametrize("value", ["0", "-5", "0.0001"])
+async def test_a_429_always_waits_a_second_and_429s_count_against_their_limit(value: str) -> None:
     clock = FakeClock()
-    script = Script(httpx.ConnectError("refused"), 404)
-    dispatcher = make_dispatcher(script, clock)
-    outcome = await dispatcher.send(make_request(method="DELETE"))
-    assert outcome.status is Status.REJECTED  # the first try never reached Hub
-    assert outcome.attempts == 2
+    storm = Storm(clock, {"Retry-After": value})
+    dispatcher = make_dispatcher(storm, clock, max_throttled=5, max_elapsed=10_000.0)
+    outcome = await dispatcher.send(make_request())
+    assert outcome.status is Status.FAILED
+    assert len(storm.times) == 6  # the first answer and five more, then it gives up
+    gaps = [b - a for a, b in zip(storm.times, storm.times[1:], strict=False)]
+    assert min(gaps) >= 1.0
+    assert "retry.max_throttled (5)" in (outcome.error or "")
+    assert "in_doubt" not in outcome.extra  # a 429 says nothing happened
+
+
+@pytest.mark.anyio
+async def test_429s_without_a_retry_after_stop_at_the_time_limit() -> None:
+    clock = FakeClock()
+    storm = Storm(clock, {})
+    dispatcher = make_dispatcher(storm, clock, max_elapsed=20.0, max_throttled=1000)
+    outcome = await dispatcher.send(make_request())
+    assert outcome.status is Status.FAILED
+    assert 2 <= len(storm.times) <= 21
+    assert clock.now - 1000.0 <= 20.0
+    assert "retry.max_seconds (20 s)" in (outcome.error or "")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("headers", "named"),
+    [
+        ({"Retry-After": "1000000000"}, "Retry-After: 1000000000"),
+        ({"Retry-After": "301"}, "Retry-After: 301"),
+        (
+            {"Retry-After": format_datetime(datetime.fromtimestamp(NOW + 86_400, tz=UTC),
+                                            usegmt=True)},
+            "Retry-After: " + format_datetime(datetime.fromtimestamp(NOW + 86_400, tz=UTC),
+                                              usegmt=True),
+        ),
+        ({"X-Retry-After": str(int(NOW) + 7200)}, f"X-Retry-After: {int(NOW) + 7200}"),
+    ],
+)
+async def test_a_429_asking_for_too_long_a_wait_fails_the_record_at_once(
+    headers: dict[str, str], named: str
+) -> None:
+    clock = FakeClock()
+    script = Script(httpx.Response(429, json={}, headers=headers), 201)
+    dispatcher = make_dispatcher(script, clock, max_elapsed=300.0)
+    outcome = await dispatcher.send(make_request())
+    assert outcome.status is Status.FAILED
+    assert len(script.requests) == 1
+    assert all(s < 300 for s in clock.sleeps)  # nothing near that long was waited
+    error = outcome.error or ""
+    assert f"({named})" in error
+    assert "more than retry.max_seconds (300 s)" in error
+
+
+@pytest.mark.anyio
+async def test_the_hard_ceiling_caps_a_wait_that_retry_max_seconds_would_allow() -> None:
+    from sink.pacing import MAX_WAIT
+
+    clock = FakeClock()
+    script = Script(throttled(str(int(MAX_WAIT) + 60)), 201)
+    dispatcher = make_dispatcher(script, clock, max_elapsed=86_400.0)
+    outcome = await dispatcher.send(make_request())
+    assert outcome.status is Status.FAILED
+    assert f"the longest wait sink allows ({MAX_WAIT:.0f} s)" in (outcome.error or "")
+    assert all(s <= MAX_WAIT for s in clock.sleeps)
+
+
+def hub_client(token_answer: Callable[[httpx.Request], httpx.Response],
+               api: Callable[[httpx.Request], httpx.Response] | None = None,
+               seen: list[httpx.Request] | None = None) -> httpx.AsyncClient:
+    from sink.auth import HubAuth, token_url_for
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(request)
+        if request.url.path == "/v2/auth/token":
+            return token_answer(request)
+        return api(request) if api is not None else httpx.Response(201, json={})
+
+    auth = HubAuth("acme", "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ",
+                   token_url=token_url_for(BASE))
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler), auth=auth)
+
+
+@pytest.mark.anyio
+async def test_a_429_on_the_token_exchange_asking_too_long_stops_the_run_and_sends_nothing(
+) -> None:
+    from sink.errors import WaitTooLong
+
+    clock = FakeClock()
+    seen: list[httpx.Request] = []
+    client = hub_client(lambda r: throttled("1000000000"), seen=seen)
+    dispatcher = Dispatcher(client, concurrency=2, clock=clock.monotonic, wall=clock.wall,
+                            sleep=clock.sleep, follow_quota=False, max_elapsed=300.0)
+    outcomes: list[Outcome] = []
+    taken: list[tuple[str, ...]] = []
+
+    def requests() -> Iterator[Request]:
+        for n in range(3):
+            request = make_request(n)
+            taken.append(request.keys)
+            yield request
+
+    with pytest.raises(WaitTooLong) as caught:
+        async for outcome in dispatcher.run(requests()):
+            outcomes.append(outcome)
+    message = str(caught.value)
+    assert "Docker Hub asked to wait 1000000000 s (Retry-After: 1000000000)" in message
+    assert "on the token exchange, more than retry.max_seconds (300 s)" in message
+    assert outcomes == []
+    assert {r.url.path for r in seen} == {"/v2/auth/token"}  # only the login went out
+    # No record left: the run takes back every one it handed over, none is left in doubt.
+    assert ("k0",) in taken
+    assert sorted(r.keys for r in dispatcher.unsent()) == sorted(taken)
+    assert all(s < 300 for s in clock.sleeps)
+
+
+@pytest.mark.anyio
+async def test_a_short_429_on_the_token_exchange_holds_everyone_then_goes_on() -> None:
+    clock = FakeClock()
+    answers = [throttled("0"), httpx.Response(200, json={"access_token": "eyJh.eyJ9.c2ln"})]
+    client = hub_client(lambda r: answers.pop(0) if len(answers) > 1 else answers[0])
+    dispatcher = Dispatcher(client, clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep,
+                            follow_quota=False, max_attempts=1)
+    outcome = await dispatcher.send(make_request())
+    assert outcome.status is Status.OK  # a 429 does not use up the attempts
+    assert dispatcher.stats.rate_limited == 1
+    assert clock.now - 1000.0 >= 1.0  # Retry-After: 0 still waits a second
+
+
+@pytest.mark.anyio
+async def test_a_token_exchange_that_times_out_leaves_the_request_not_sent_not_in_doubt() -> None:
+    def timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    clock = FakeClock()
+    seen: list[httpx.Request] = []
+    client = hub_client(timeout, seen=seen)
+    dispatcher = Dispatcher(client, clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep,
+                            follow_quota=False, max_attempts=2)
+    outcome = await dispatcher.send(make_request())
+    assert outcome.status is Status.FAILED
+    assert {r.url.path for r in seen} == {"/v2/auth/token"}
+    assert "in_doubt" not in outcome.extra
+    assert outcome.extra["not_sent"] is True
+
+
+class Forever:
+    """A sleep that never ends by itself (a wait only a stop can end)."""
+
+    def __init__(self) -> None:
+        self.sleeping = 0
+
+    async def __call__(self, seconds: float) -> None:
+        self.sleeping += 1
+        await asyncio.Event().wait()
+
+
+async def until(check: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if check():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("never got there")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("answer", [
+    httpx.Response(429, json={}, headers={"Retry-After": "120"}),  # the pacer's shared hold
+    httpx.Response(503, json={}),  # a backoff
+])
+async def test_stop_wakes_every_request_waiting_and_they_end_without_outcome(
+    answer: httpx.Response,
+) -> None:
+    forever = Forever()
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(orjson.loads(request.content)["name"])
+        return answer
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    dispatcher = Dispatcher(client, concurrency=2, sleep=forever, follow_quota=False,
+                            backoff_base=60.0, rng=random.Random(3))
+    outcomes: list[Outcome] = []
+
+    async def consume() -> None:
+        async for outcome in dispatcher.run(make_request(n, method="PUT") for n in range(50)):
+            outcomes.append(outcome)
+
+    task = asyncio.create_task(consume())
+    await until(lambda: forever.sleeping >= 1)
+    dispatcher.stop()
+    await asyncio.wait_for(task, 10)  # never ends if a wait cannot be interrupted
+    assert outcomes == []
+    assert 1 <= len(sent) <= 4
+    unsent = {r.keys[0] for r in dispatcher.unsent()}
+    answered = {f"k{name.removeprefix('app-')}" for name in sent}
+    if answer.status_code == 429:  # a 429 says nothing happened: it is taken back
+        assert answered <= unsent
+    else:  # a 503 may have been applied: its fate is unknown, it stays in doubt
+        assert not answered & unsent
+
+
+@pytest.mark.anyio
+async def test_hub_unreachable_stops_the_run_after_a_few_connection_failures() -> None:
+    from sink.errors import Unreachable
+
+    clock = FakeClock()
+    attempts: list[str] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        attempts.append(request.url.path)
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    dispatcher = make_dispatcher(refuse, clock, concurrency=4)
+    outcomes: list[Outcome] = []
+    with pytest.raises(Unreachable, match=r"cannot reach hub\.example\.test \(ConnectError"):
+        async for outcome in dispatcher.run(make_request(n) for n in range(1000)):
+            outcomes.append(outcome)
+    assert outcomes == []  # nothing failed: it was never sent
+    assert len(attempts) == 8
+    assert 1 <= len(dispatcher.unsent()) <= 8
+
+    # A blip mid-run, once Hub has answered, does not stop the run.
+    clock = FakeClock()
+    answers = 0
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        nonlocal answers
+        answers += 1
+        if 20 <= answers < 32:  # twelve connection failures in a row, after some answers
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return httpx.Response(200, json={})
+
+    dispatcher = make_dispatcher(flaky, clock, concurrency=1)
+    requests: Iterator[Request] = (make_request(n, method="PUT") for n in range(40))
+    outcomes = await clock.drive(collect(dispatcher, requests))
+    assert len(outcomes) == 40
+    assert [o.status for o in outcomes].count(Status.OK) >= 38

@@ -152,10 +152,13 @@ def test_a_second_signal_stops_at_once_and_the_next_run_settles_what_was_in_flig
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 143, err
-    # The ledger tells the truth: eight requests left, their outcome unknown to the run.
-    assert ledger_counts(ledger) == Counter({SENT: 8})
-    arrived = repositories(hub, "hasty-")  # those that left before the stop (the pacer
-    assert 1 <= len(arrived) <= 8          # may still hold some back while it learns Hub's pace)
+    # The ledger tells the truth: the requests that left are `sent`, their outcome unknown
+    # to the run; those the pacer still held back (while it learnt Hub's pace) never left and
+    # were taken back.
+    arrived = repositories(hub, "hasty-")
+    counts = ledger_counts(ledger)
+    assert set(counts) == {SENT}
+    assert 1 <= len(arrived) <= counts[SENT] <= 8
     hub.set_faults(None)
     env = {**os.environ, "SINK_STOP_SECRET": OAT}
     again = subprocess.run([sys.executable, "-m", "sink", "run", str(path), "--base-url", hub.url],
@@ -278,3 +281,72 @@ def test_the_audit_log_holds_every_call_and_no_secret(hub: Simulator, tmp_path: 
     for token in alice["tokens"]:
         assert token["token"] not in text
     assert "dckr_" not in text and "eyJ" not in text  # no token, no JWT
+
+
+# -- every wait is bounded, and a stop ends it --------------------------------------------------
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def untouched(ledger: Path) -> None:
+    """Nothing in the ledger is sent or failed: every record was taken back."""
+    if ledger.exists():
+        with Ledger(ledger) as book:
+            counts = book.counts()
+        assert counts.get(SENT, 0) == counts.get("failed", 0) == counts.get(DONE, 0) == 0
+
+
+def test_hub_out_of_reach_stops_the_run_with_exit_2_and_sends_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = closed_port()
+    path = write_config(tmp_path, REPOS, repo_rows(200, "gone"))
+    started = time.monotonic()
+    assert run_cli(path, f"http://127.0.0.1:{port}") == 2
+    assert time.monotonic() - started < 30  # not minutes of retries (a loose guard)
+    err = capsys.readouterr().err
+    assert f"cannot reach 127.0.0.1:{port}" in err
+    assert "Traceback" not in err
+    untouched(tmp_path / "dest.ledger.sqlite")
+    assert lines(tmp_path / "out" / "dest-rejects.jsonl") == []  # none failed
+
+
+def test_a_login_asked_to_wait_for_ages_stops_at_once_and_leaves_nothing_in_doubt(
+    hub: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.reset()
+    hub.set_faults({"rules": [{"method": "POST", "path": "/v2/auth/token", "burst_every": 1,
+                               "burst_length": 1, "retry_after": 1_000_000_000}]})
+    path = write_config(tmp_path, {**REPOS, "concurrency": 2}, repo_rows(2, "login"))
+    since = time.time()  # a slow answer of an earlier test may still reach the log
+    assert run_cli(path, hub.url) == 2
+    err = capsys.readouterr().err
+    assert "Docker Hub asked to wait 1000000000 s (Retry-After: 1000000000)" in err
+    assert "token exchange" in err and "retry.max_seconds (300 s)" in err
+    paths = {r["path"] for r in hub.requests() if r["time"] >= since}
+    assert paths == {"/v2/auth/token"}  # only the login left
+    untouched(tmp_path / "dest.ledger.sqlite")
+    hub.set_faults(None)
+
+
+def test_the_first_signal_ends_a_long_rate_limit_wait(hub: Simulator, tmp_path: Path) -> None:
+    hub.reset()
+    hub.set_faults({"rules": [{"method": "POST", "path": "/v2/auth/token", "burst_every": 1,
+                               "burst_length": 1, "retry_after": 250}]})
+    path = write_config(tmp_path, {**REPOS, "concurrency": 2}, repo_rows(5, "patient"))
+    since = time.time()
+    process = start(path, hub.url)
+    wait_until(lambda: any(r["status"] == 429 for r in hub.requests()), process)
+    time.sleep(0.3)  # let it settle into its wait
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)  # not 250 s
+    hub.set_faults(None)
+    assert process.returncode == 130, err
+    assert {r["path"] for r in hub.requests() if r["time"] >= since} == {"/v2/auth/token"}
+    untouched(tmp_path / "dest.ledger.sqlite")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -250,3 +252,61 @@ def test_the_run_lock_lets_one_run_at_a_time(tmp_path: Path) -> None:
         pass  # pragma: no cover - never reached
     with run_lock(path):  # released when the first run ended
         pass
+
+
+# -- private files ------------------------------------------------------------------------------
+
+
+def modes(folder: Path) -> dict[str, int]:
+    return {path.name: stat.S_IMODE(path.stat().st_mode) for path in folder.iterdir()}
+
+
+def test_the_ledger_its_sqlite_files_and_its_lock_are_private(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    folder = tmp_path / "state" / "ledgers"
+    path = folder / "dest.ledger.sqlite"
+    previous = os.umask(0)  # the most permissive umask: every file must still be 0600
+    try:
+        with run_lock(path):
+            book = Ledger(path)
+            book.mark_sent([("alice@example.com", 0)], TEMPLATE)
+            found = modes(folder)
+            book.close()
+    finally:
+        os.umask(previous)
+    # SQLite made the -wal and -shm files itself, with the database file's mode.
+    assert {"dest.ledger.sqlite", "dest.ledger.sqlite-wal", "dest.ledger.sqlite-shm",
+            "dest.ledger.sqlite.lock"} <= set(found)
+    assert set(found.values()) == {0o600}
+    for made in (tmp_path / "state", folder):
+        assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755  # the user's folder: untouched
+
+
+def test_an_existing_wider_ledger_is_narrowed_with_its_side_files(tmp_path: Path) -> None:
+    path = tmp_path / "dest.ledger.sqlite"
+    with Ledger(path) as book:
+        book.mark_sent([("a", 0)], TEMPLATE)
+        wal = Path(f"{path}-wal")
+        for file in (path, wal, Path(f"{path}.lock")):
+            file.touch()
+            file.chmod(0o644)
+        with run_lock(path):
+            pass
+    assert stat.S_IMODE(Path(f"{path}.lock").stat().st_mode) == 0o600
+    with Ledger(path) as again:
+        assert again.mode_fixed
+        assert again.get("a") is not None
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("kind", ["symlink", "under-file"])
+def test_a_ledger_path_that_is_no_regular_file_is_refused(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "dest.ledger.sqlite"
+    if kind == "symlink":
+        path.symlink_to(tmp_path / "elsewhere.sqlite")
+    else:
+        (tmp_path / "file").write_text("")
+        path = tmp_path / "file" / "dest.ledger.sqlite"
+    with pytest.raises(ConfigError, match="the ledger"):
+        Ledger(path)

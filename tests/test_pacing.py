@@ -343,3 +343,118 @@ async def test_pacer_sleeper_requeues_behind_a_hold_placed_while_it_slept() -> N
 def test_pacer_rejects_a_non_positive_rate() -> None:
     with pytest.raises(ValueError, match="rate"):
         Pacer(0.0)
+
+
+# -- bounded, interruptible waits -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": " 30 "}, (30.0, "Retry-After: 30")),
+        ({"Retry-After": "-2"}, (0.0, "Retry-After: -2")),
+        ({"X-Retry-After": str(int(NOW) + 12)}, (12.0, f"X-Retry-After: {int(NOW) + 12}")),
+        ({"Retry-After": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_names_the_header_it_read(
+    headers: dict[str, str], expected: tuple[float, str] | None
+) -> None:
+    from sink.pacing import retry_after
+
+    assert retry_after(headers, NOW) == expected
+
+
+def test_too_long_names_the_wait_the_header_and_the_limit() -> None:
+    from sink.pacing import MAX_WAIT, too_long, wait_limit
+
+    assert wait_limit(300.0) == 300.0
+    assert wait_limit(10**9) == MAX_WAIT == 900.0
+    assert too_long(1e9, "Retry-After: 1000000000", "on the token exchange", 300.0) == (
+        "Docker Hub asked to wait 1000000000 s (Retry-After: 1000000000) on the token "
+        "exchange, more than retry.max_seconds (300 s)"
+    )
+    assert "the longest wait sink allows (900 s)" in too_long(1000.0, None, "", 3600.0)
+
+
+@pytest.mark.anyio
+async def test_pacer_refuses_to_wait_for_a_quota_reset_beyond_the_limit() -> None:
+    from sink.errors import StopRun, WaitTooLong
+
+    clock = FakeClock()
+    pacer = Pacer(clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep, max_wait=300.0)
+    await pacer.wait()
+    reset = int(clock.wall()) + 10**9
+    pacer.complete(quota_headers(remaining=0, reset_epoch=reset))
+    with pytest.raises(WaitTooLong) as caught:
+        await pacer.wait()
+    assert isinstance(caught.value, StopRun)
+    message = str(caught.value)
+    assert f"(X-RateLimit-Remaining: 0, X-RateLimit-Reset: {reset})" in message
+    assert "more than retry.max_seconds (300 s)" in message
+    assert clock.sleeps == []  # nothing was waited
+    assert pacer.in_flight == 0
+
+
+@pytest.mark.anyio
+async def test_pacer_waits_for_a_reasonable_reset_and_says_so() -> None:
+    clock = FakeClock()
+    told: list[tuple[float, str]] = []
+    pacer = Pacer(clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep, max_wait=300.0,
+                  on_wait=lambda seconds, why: told.append((seconds, why)))
+    await pacer.wait()
+    pacer.complete(quota_headers(remaining=0, reset_epoch=clock.wall() + 120))
+    await pacer.wait()
+    assert told == [(pytest.approx(120 + RESET_GUARD), "quota")]
+    assert pacer.held_seconds == pytest.approx(120 + RESET_GUARD)
+
+
+@pytest.mark.anyio
+async def test_a_hold_is_never_longer_than_the_limit() -> None:
+    clock = FakeClock()
+    pacer = Pacer(follow_quota=False, clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep,
+                  max_wait=60.0)
+    pacer.hold(10**9)
+    await pacer.wait()
+    assert clock.now - 100.0 <= 60.0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("waiting_for", ["hold", "quota", "probe", "pause"])
+async def test_stop_ends_every_wait_of_the_pacer(waiting_for: str) -> None:
+    from sink.errors import Interrupted
+
+    started = asyncio.Event()
+
+    async def forever(seconds: float) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    clock = FakeClock()
+    pacer = Pacer(clock=clock.monotonic, wall=clock.wall, sleep=forever,
+                  follow_quota=waiting_for in ("quota", "probe"))
+    if waiting_for == "hold":
+        pacer.hold(30.0)
+    elif waiting_for == "quota":
+        await pacer.wait()
+        pacer.complete(quota_headers(remaining=0, reset_epoch=clock.wall() + 60))
+    elif waiting_for == "probe":
+        await pacer.wait()  # the probe is out; the next request waits for its answer
+    waiter = asyncio.create_task(pacer.pause(30.0) if waiting_for == "pause" else pacer.wait())
+    if waiting_for == "probe":
+        for _ in range(5):
+            await asyncio.sleep(0)
+    else:
+        await started.wait()
+    assert not waiter.done()
+    pacer.stop()
+    with pytest.raises(Interrupted):
+        await asyncio.wait_for(waiter, 10)
+    with pytest.raises(Interrupted):
+        await pacer.wait()  # no new wait starts after a stop
+    pacer.resume()
+    pacer.follow_quota = False
+    pacer.schedule.not_before = -math.inf
+    pacer._sleep = clock.sleep
+    await pacer.wait()  # and a resumed pacer works again

@@ -539,3 +539,76 @@ def test_csv_indexes_and_lines_match_the_file(
         (kind, index, line if kind == "bad" else None, value)
         for kind, index, line, value in expected
     ]
+
+
+# -- the JSON Lines line cap --------------------------------------------------------------------
+
+
+class _Zeros(io.RawIOBase):
+    """A pipe of ``size`` NUL bytes with no line break (``head -c SIZE /dev/zero``), then
+    ``tail``; the bytes are made as they are read, never held."""
+
+    def __init__(self, size: int, tail: bytes = b"") -> None:
+        self._left = size
+        self._tail = memoryview(tail)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._left:
+            size = min(len(view), self._left)
+            view[:size] = bytes(size)
+            self._left -= size
+            return size
+        size = min(len(view), len(self._tail))
+        view[:size] = self._tail[:size]
+        self._tail = self._tail[size:]
+        return size
+
+
+def test_a_line_longer_than_the_cap_is_rejected_with_its_position_and_reading_goes_on() -> None:
+    data = b'{"name": "a"}\n{"name": "' + b"x" * 5000 + b'"}\n\n{"name": "b"}\n'
+    items = list(read_records(io.BytesIO(data), "jsonl", max_record_bytes=1024))
+    assert [type(item) for item in items] == [Record, BadRow, Record]
+    bad = items[1]
+    assert isinstance(bad, BadRow)
+    assert (bad.index, bad.line) == (1, 2)
+    assert "longer than 1,024 bytes (max_record_bytes)" in bad.error
+    assert len(bad.raw) < 300  # a piece of it, for the rejects file, not the whole line
+    assert items[2] == Record(2, {"name": "b"})
+
+
+def test_a_line_exactly_at_the_cap_is_read() -> None:
+    line = b'{"n": "' + b"x" * (1024 - 10) + b'"}'
+    assert len(line) == 1024 - 1
+    for ending in (b"\n", b"\r\n", b""):
+        items = list(read_records(io.BytesIO(line + b"x" + ending), "jsonl",
+                                  max_record_bytes=1024))
+        assert len(items) == 1 and isinstance(items[0], BadRow)  # not JSON, but not too long
+        assert "longer than" not in items[0].error
+    assert read_records(io.BytesIO(line + b"\n"), "jsonl", max_record_bytes=1024)
+
+
+def test_an_endless_line_of_nuls_costs_no_memory() -> None:
+    import tracemalloc
+
+    stream = io.BufferedReader(_Zeros(8 << 20, b'\n{"name": "after"}\n'))
+    tracemalloc.start()
+    try:
+        items = list(read_records(stream, "jsonl", max_record_bytes=4096))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20  # the 8 MiB line was never held
+    assert [type(item) for item in items] == [BadRow, Record]
+    assert isinstance(items[0], BadRow) and items[0].line == 1
+    assert items[1] == Record(1, {"name": "after"})
+
+
+def test_the_default_cap_is_a_mebibyte() -> None:
+    assert sources.MAX_RECORD_BYTES == 1 << 20
+    big = b'{"n": "' + b"x" * (1 << 20) + b'"}\n'
+    [item] = read_records(io.BytesIO(big), "jsonl")
+    assert isinstance(item, BadRow) and "longer than 1,048,576 bytes" in item.error

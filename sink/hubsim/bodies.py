@@ -13,6 +13,7 @@ from typing import Annotated, Literal, TypeVar
 import orjson
 import pydantic
 from pydantic import AfterValidator, Field
+from starlette.requests import Request
 
 from sink.hubsim.errors import HubError, Shape
 from sink.hubsim.state import parse_time
@@ -185,6 +186,24 @@ class OrgSettingsPut(Body):
 
 
 M = TypeVar("M", bound=Body)
+
+JSON_MEDIA_TYPES = ("application/json",)
+
+
+async def json_body(request: Request) -> bytes:
+    """The request's body, refused with 415 (as a strict Hub does) when it is not empty and
+    its ``Content-Type`` is not ``application/json`` (or a ``+json`` type)."""
+    raw = await request.body()
+    if raw:
+        given = request.headers.get("content-type", "")
+        media = given.split(";", 1)[0].strip().lower()
+        if media not in JSON_MEDIA_TYPES and not media.endswith("+json"):
+            raise HubError(
+                415,
+                f'Unsupported media type "{given}" in request; a JSON body needs '
+                "Content-Type: application/json",
+            )
+    return raw
 
 
 def parse(raw: bytes, model: type[M], shape: Shape | None = None) -> M:

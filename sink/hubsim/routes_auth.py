@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sink.hubsim.bodies import LoginRequest, TokenRequest, parse
+from sink.hubsim.bodies import LoginRequest, TokenRequest, json_body, parse
 from sink.hubsim.errors import HubError
 from sink.hubsim.web import Route, hub_of, json, note_credential, route
 
@@ -15,7 +15,7 @@ _LOGIN_FAILED = "Incorrect authentication credentials"
 async def auth_token(request: Request) -> Response:
     """``POST /v2/auth/token``: ``{identifier, secret}`` → ``{access_token}``."""
     hub = hub_of(request)
-    body = parse(await request.body(), TokenRequest)
+    body = parse(await json_body(request), TokenRequest)
     note_credential(request, f"exchange:{body.identifier}")
     token, credential = hub.exchange(body.identifier, body.secret)
     note_credential(request, credential)
@@ -29,7 +29,7 @@ async def users_login(request: Request) -> Response:
     """
     hub = hub_of(request)
     try:
-        body = parse(await request.body(), LoginRequest)
+        body = parse(await json_body(request), LoginRequest)
         note_credential(request, f"login:{body.username}")
         token, credential = hub.exchange(body.username, body.password)
     except HubError as exc:

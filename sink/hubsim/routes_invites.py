@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sink.hubsim.access import Principal, check_org, require_org
-from sink.hubsim.bodies import BulkInvite, parse
+from sink.hubsim.bodies import BulkInvite, json_body, parse
 from sink.hubsim.errors import bad_request, not_found
 from sink.hubsim.hub import Hub
 from sink.hubsim.state import CORE_ROLES, Invite, Org, new_uuid, now_iso
@@ -42,7 +42,7 @@ async def bulk_invite(request: Request) -> Response:
     """``POST /v2/invites/bulk``: one result per invitee; nothing is stored with ``dry_run``."""
     hub = hub_of(request)
     who = hub.principal(request.headers.get("authorization"))
-    body = parse(await request.body(), BulkInvite)
+    body = parse(await json_body(request), BulkInvite)
     org = require_org(hub.state, body.org)
     check_org(who, org, role="owner", oat_scope="scope-invite-edit")
     team = body.team or ""

@@ -17,6 +17,7 @@ from sink.hubsim.bodies import (
     TeamMemberAdd,
     TeamPatch,
     TeamPut,
+    json_body,
     parse,
 )
 from sink.hubsim.errors import bad_request, conflict, not_found
@@ -135,7 +136,7 @@ async def update_member_role(request: Request) -> Response:
     """``PUT /v2/orgs/{org_name}/members/{username}``."""
     hub, who, org = _org(request, role="owner", oat_scope="scope-member-edit")
     username = _member(org, request.path_params["username"])
-    body = parse(await request.body(), MemberRole)
+    body = parse(await json_body(request), MemberRole)
     _check_role(org, body.role)
     previous = org.roles[username]
     if previous == "owner" and body.role != "owner" and len(hub.state.owners_of(org)) == 1:
@@ -195,7 +196,7 @@ async def list_teams(request: Request) -> Response:
 async def create_team(request: Request) -> Response:
     """``POST /v2/orgs/{org_name}/groups``: 409 for a name already taken."""
     hub, who, org = _org(request, role="owner", oat_scope="scope-group-edit")
-    body = parse(await request.body(), TeamCreate)
+    body = parse(await json_body(request), TeamCreate)
     _free_name(org, body.name)
     team = Team(hub.state.next_team_id(), new_uuid(), body.name, body.description)
     hub.state.add_team(org, team)
@@ -235,7 +236,7 @@ async def put_team(request: Request) -> Response:
     """``PUT /v2/orgs/{org_name}/groups/{group_name}``: name required, description replaced."""
     hub, who, org = _org(request, role="owner", oat_scope="scope-group-edit")
     team = _team(org, request.path_params["group_name"])
-    body = parse(await request.body(), TeamPut)
+    body = parse(await json_body(request), TeamPut)
     return json(org_group(_update_team(hub, who, org, team, body.name, body.description, None)))
 
 
@@ -243,7 +244,7 @@ async def patch_team(request: Request) -> Response:
     """``PATCH /v2/orgs/{org_name}/groups/{group_name}``."""
     hub, who, org = _org(request, role="owner", oat_scope="scope-group-edit")
     team = _team(org, request.path_params["group_name"])
-    body = parse(await request.body(), TeamPatch)
+    body = parse(await json_body(request), TeamPatch)
     return json(
         org_group(_update_team(hub, who, org, team, body.name, body.description, body.role))
     )
@@ -281,7 +282,7 @@ async def add_team_member(request: Request) -> Response:
     """``POST .../groups/{group_name}/members``: 200 also when already a member."""
     hub, who, org = _org(request, role="owner", oat_scope="scope-group-edit")
     team = _team(org, request.path_params["group_name"])
-    body = parse(await request.body(), TeamMemberAdd)
+    body = parse(await json_body(request), TeamMemberAdd)
     state = hub.state
     user = state.user_by_email(body.member) if "@" in body.member else state.user(body.member)
     if user is None:
@@ -335,7 +336,7 @@ async def get_settings(request: Request) -> Response:
 async def put_settings(request: Request) -> Response:
     """``PUT /v2/orgs/{name}/settings`` (owners; not OAT-callable)."""
     hub, who, org = _org(request, role="owner", oat_scope=None)
-    body = parse(await request.body(), OrgSettingsPut)
+    body = parse(await json_body(request), OrgSettingsPut)
     new = body.restricted_images.model_dump()
     if new != org.settings.get("restricted_images"):
         org.settings["restricted_images"] = new

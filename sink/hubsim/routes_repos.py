@@ -23,6 +23,7 @@ from sink.hubsim.bodies import (
     ImmutableTagsVerify,
     RepoCreate,
     RepoGroupCreate,
+    json_body,
     parse,
 )
 from sink.hubsim.errors import (
@@ -102,7 +103,7 @@ async def create_repository(request: Request) -> Response:
     hub = hub_of(request)
     who = _who(request)
     namespace = request.path_params["namespace"].lower()
-    body = parse(await request.body(), RepoCreate)
+    body = parse(await json_body(request), RepoCreate)
     if body.namespace.lower() != namespace:
         raise bad_request(
             "namespace in the body must match the namespace in the path",
@@ -218,7 +219,7 @@ async def update_immutable_tags(request: Request) -> Response:
     who = _who(request)
     repo = _repo(hub, request)
     check_repo(hub.state, who, repo, ADMIN, OAT_REPO_SETTINGS)
-    body = parse(await request.body(), ImmutableTagsUpdate)
+    body = parse(await json_body(request), ImmutableTagsUpdate)
     errors = _rule_errors(body.immutable_tags_rules)
     if errors:
         raise bad_request("invalid immutable tag rule", errors)
@@ -249,7 +250,7 @@ async def verify_immutable_tags(request: Request) -> Response:
     who = _who(request)
     repo = _repo(hub, request)
     check_repo(hub.state, who, repo, ADMIN, OAT_REPO_SETTINGS)
-    body = parse(await request.body(), ImmutableTagsVerify)
+    body = parse(await json_body(request), ImmutableTagsVerify)
     problem = _regex_problem(body.regex)
     if problem:
         raise bad_request(f"regex: {problem}", {"regex": [problem]})
@@ -264,7 +265,7 @@ async def grant_group(request: Request) -> Response:
     repo = _repo(hub, request)
     state = hub.state
     check_repo(state, who, repo, ADMIN, OAT_REPO_GROUPS)
-    body = parse(await request.body(), RepoGroupCreate)
+    body = parse(await json_body(request), RepoGroupCreate)
     org = state.org(repo.namespace)
     if org is None:
         raise bad_request("teams can only be granted on an organization's repositories")

@@ -18,7 +18,15 @@ from sink.hubsim.access import (
     require_org,
     require_user,
 )
-from sink.hubsim.bodies import OatCreate, OatPatch, OatResource, PatCreate, PatPatch, parse
+from sink.hubsim.bodies import (
+    OatCreate,
+    OatPatch,
+    OatResource,
+    PatCreate,
+    PatPatch,
+    json_body,
+    parse,
+)
 from sink.hubsim.errors import HubError, Shape, forbidden, not_found
 from sink.hubsim.hub import Hub
 from sink.hubsim.state import Org, OrgToken, PersonalToken, new_uuid, now_iso, parse_time
@@ -56,7 +64,7 @@ async def create_pat(request: Request) -> Response:
     hub = hub_of(request)
     who = _who(request)
     user = require_user(who)
-    body = parse(await request.body(), PatCreate, Shape.VALUE)
+    body = parse(await json_body(request), PatCreate, Shape.VALUE)
     if not body.scopes:
         raise _value_error("scopes", "at least one scope is required")
     unknown = [s for s in body.scopes if s not in PAT_SCOPES]
@@ -105,7 +113,7 @@ async def patch_pat(request: Request) -> Response:
     """``PATCH /v2/access-tokens/{uuid}``: rename or enable/disable."""
     hub = hub_of(request)
     pat = _own_pat(hub, _who(request), request.path_params["uuid"])
-    body = parse(await request.body(), PatPatch, Shape.VALUE)
+    body = parse(await json_body(request), PatPatch, Shape.VALUE)
     if body.token_label is not None:
         pat.label = body.token_label
     if body.is_active is not None:
@@ -164,7 +172,7 @@ def _oat(org: Org, token_id: str) -> OrgToken:
 async def create_oat(request: Request) -> Response:
     """``POST /v2/orgs/{name}/access-tokens``: the secret is in this answer only."""
     hub, who, org = _owner_org(request, "name")
-    body = parse(await request.body(), OatCreate, Shape.VALUE)
+    body = parse(await json_body(request), OatCreate, Shape.VALUE)
     _check_resources(hub, org, body.resources)
     _future("expires_at", body.expires_at)
     oat = OrgToken(
@@ -205,7 +213,7 @@ async def patch_oat(request: Request) -> Response:
     """``PATCH /v2/orgs/{org_name}/access-tokens/{access_token_id}``."""
     hub, who, org = _owner_org(request, "org_name")
     oat = _oat(org, request.path_params["access_token_id"])
-    body = parse(await request.body(), OatPatch, Shape.VALUE)
+    body = parse(await json_body(request), OatPatch, Shape.VALUE)
     if body.resources is not None:
         _check_resources(hub, org, body.resources)
         oat.resources = [r.model_dump() for r in body.resources]

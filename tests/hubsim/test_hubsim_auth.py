@@ -67,7 +67,23 @@ def test_exchange_body_is_validated(client: httpx.Client) -> None:
     response = client.post("/v2/auth/token", json={"identifier": "alice"})
     assert response.status_code == 400
     assert "secret" in response.json()["errinfo"]["fields"]
-    assert client.post("/v2/auth/token", content=b"not json").status_code == 400
+    json_type = {"Content-Type": "application/json"}
+    assert client.post("/v2/auth/token", content=b"not json", headers=json_type).status_code == 400
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+def test_a_json_body_without_the_json_content_type_is_refused(
+    client: httpx.Client, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    body = b'{"identifier": "alice", "secret": "correct-horse-battery"}'
+    response = client.post("/v2/auth/token", content=body, headers=headers)  # no type of its own
+    assert response.status_code == 415
+    error = response.json()
+    assert "Unsupported media type" in error["message"] and error["errinfo"] is None
+    assert "access_token" not in error
+    json_type = {"Content-Type": "application/json; charset=utf-8"}
+    assert client.post("/v2/auth/token", content=body, headers=json_type).status_code == 200
 
 
 def test_deprecated_login_returns_token_and_detail_on_failure(client: httpx.Client) -> None:

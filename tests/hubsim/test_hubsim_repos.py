@@ -62,10 +62,15 @@ def test_create_repository_rejects_bad_bodies(
 
 
 def test_create_repository_rejects_non_json(client: httpx.Client, login: Login) -> None:
+    json_type = {**login("alice"), "Content-Type": "application/json"}
     response = client.post("/v2/namespaces/acme/repositories", content=b"name=x",
-                           headers=login("alice"))
+                           headers=json_type)
     assert response.status_code == 400
     assert "JSON" in response.json()["message"]
+    # Without the JSON content type, a strict Hub refuses the body before reading it.
+    response = client.post("/v2/namespaces/acme/repositories", content=b"name=x",
+                           headers=login("alice"))
+    assert response.status_code == 415
 
 
 def test_duplicate_repository_is_409_already_exists(
