@@ -68,8 +68,9 @@ async def run_creates(url: str, token: str, prefix: str, count: int, concurrency
     names = [f"{prefix}-{i:07d}" for i in range(count)]
     statuses: list[int] = []
     started = time.perf_counter()
-    await asyncio.gather(*(worker(host, port, token, names[i::concurrency], statuses)
-                           for i in range(concurrency)))
+    await asyncio.gather(
+        *(worker(host, port, token, names[i::concurrency], statuses) for i in range(concurrency))
+    )
     elapsed = time.perf_counter() - started
     bad = [s for s in statuses if s != 201]
     if bad:
@@ -89,8 +90,9 @@ def main() -> None:
     with start_process(http=args.http, jwt_ttl=3600) as sim:
         pid = sim.pid
         assert pid is not None
-        token = httpx.post(sim.url + "/v2/auth/token",
-                           json={"identifier": "alice", "secret": PAT}).json()["access_token"]
+        token = httpx.post(
+            sim.url + "/v2/auth/token", json={"identifier": "alice", "secret": PAT}
+        ).json()["access_token"]
         rss_start = rss_mb(pid)
         asyncio.run(run_creates(sim.url, token, "warm", args.warmup, args.concurrency))
         cpu_before = cpu_seconds(pid)
@@ -102,12 +104,16 @@ def main() -> None:
     print(f"http implementation      : {args.http}")
     print(f"creates                  : {args.count} over {args.concurrency} connections")
     print(f"creates/s (wall clock)   : {args.count / elapsed:,.0f}")
-    print(f"simulator CPU per create : {cpu_used / args.count * 1e6:,.0f} µs"
-          f"  (= {args.count / cpu_used:,.0f} creates per CPU-second)")
+    print(
+        f"simulator CPU per create : {cpu_used / args.count * 1e6:,.0f} µs"
+        f"  (= {args.count / cpu_used:,.0f} creates per CPU-second)"
+    )
     print(f"repositories in state    : {repos:,} in alice ({total:,} created)")
-    print(f"simulator RSS            : {rss_start:,.1f} MiB at start, {rss_end:,.1f} MiB after"
-          f" ({(rss_end - rss_start) * 1024 * 1024 / total:,.0f} bytes per repository,"
-          " audit event and log entry)")
+    print(
+        f"simulator RSS            : {rss_start:,.1f} MiB at start, {rss_end:,.1f} MiB after"
+        f" ({(rss_end - rss_start) * 1024 * 1024 / total:,.0f} bytes per repository,"
+        " audit event and log entry)"
+    )
 
 
 if __name__ == "__main__":

@@ -162,16 +162,46 @@ class Run:
         return self.delivered / self.wall if self.wall else 0.0
 
 
-def command(tool: str, url: str, source: Path, concurrency: int, work: Path, *,
-            per_minute: int = 0, seconds: float = 0.0, dry_run: bool = False) -> list[str]:
+def command(
+    tool: str,
+    url: str,
+    source: Path,
+    concurrency: int,
+    work: Path,
+    *,
+    per_minute: int = 0,
+    seconds: float = 0.0,
+    dry_run: bool = False,
+) -> list[str]:
     """The command line that runs ``tool`` in its own process."""
     if tool == "sink":
-        line = [sys.executable, __file__, "--child", url, str(source), str(concurrency),
-                str(work), str(seconds + GRACE if seconds else 0.0)]
+        line = [
+            sys.executable,
+            __file__,
+            "--child",
+            url,
+            str(source),
+            str(concurrency),
+            str(work),
+            str(seconds + GRACE if seconds else 0.0),
+        ]
         return line + (["--child-dry-run"] if dry_run else [])
-    line = [str(VENV / "bin" / "python"), str(DRIVERS / DRIVER[tool]), "--url", url,
-            "--identifier", NAMESPACE, "--namespace", NAMESPACE, "--input", str(source),
-            "--concurrency", str(concurrency), "--work", str(work)]
+    line = [
+        str(VENV / "bin" / "python"),
+        str(DRIVERS / DRIVER[tool]),
+        "--url",
+        url,
+        "--identifier",
+        NAMESPACE,
+        "--namespace",
+        NAMESPACE,
+        "--input",
+        str(source),
+        "--concurrency",
+        str(concurrency),
+        "--work",
+        str(work),
+    ]
     if per_minute:
         line += ["--per-minute", str(per_minute)]
     return line + (["--dry-run"] if dry_run else [])
@@ -199,12 +229,19 @@ def run_process(line: list[str], seconds: float = 0.0) -> tuple[float, float, fl
     to their children and wait for them, so the figures still cover the whole tree).
     """
     env = dict(os.environ, BENCH_HUB_SECRET=OAT, PYTHONUNBUFFERED="1")
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            tempfile.NamedTemporaryFile("r") as usage:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as usage,
+    ):
         start = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER, usage.name,
-                                    *line], stdout=out, stderr=err, env=env,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", LAUNCHER, usage.name, *line],
+            stdout=out,
+            stderr=err,
+            env=env,
+            start_new_session=True,
+        )
         if seconds:
             try:
                 process.wait(timeout=seconds)
@@ -230,7 +267,8 @@ def cpu_seconds(pid: int | None = None) -> float:
         return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     with open("/proc/stat") as stat:
         user, nice, system, _idle, _iowait, irq, softirq, steal = map(
-            int, stat.readline().split()[1:9])
+            int, stat.readline().split()[1:9]
+        )
     return (user + nice + system + irq + softirq + steal) / tick
 
 
@@ -258,14 +296,22 @@ def last_json(text: str) -> dict[str, Any]:
     return {}
 
 
-def measure(hub: Any, tool: str, source: Path, records: int, concurrency: int, work: Path, *,
-            faults: dict[str, Any] | None = None, per_minute: int = 0,
-            seconds: float = 0.0) -> Run:
+def measure(
+    hub: Any,
+    tool: str,
+    source: Path,
+    records: int,
+    concurrency: int,
+    work: Path,
+    *,
+    faults: dict[str, Any] | None = None,
+    per_minute: int = 0,
+    seconds: float = 0.0,
+) -> Run:
     """Reset the simulator, run ``tool`` on ``source`` and count from the simulator's state."""
     hub.reset()
     hub.set_faults(faults or {"latency_ms": LATENCY_MS})
-    line = command(tool, hub.url, source, concurrency, work, per_minute=per_minute,
-                   seconds=seconds)
+    line = command(tool, hub.url, source, concurrency, work, per_minute=per_minute, seconds=seconds)
     # sink stops itself at the deadline (as bench/send.py does); the peers get SIGTERM. Both
     # run a little past it; only the first ``seconds`` of creates are counted.
     # Without ``seconds`` nobody is stopped: every tool runs until it is done.
@@ -286,8 +332,11 @@ def measure(hub: Any, tool: str, source: Path, records: int, concurrency: int, w
     run.conflicts = statuses[409]
     run.throttled = statuses[429]
     run.server_errors = sum(n for s, n in statuses.items() if s is not None and s >= 500)
-    names = Counter(r["name"] for r in hub.state()["repositories"]
-                    if r["namespace"] == NAMESPACE and r["name"].startswith("service-"))
+    names = Counter(
+        r["name"]
+        for r in hub.state()["repositories"]
+        if r["namespace"] == NAMESPACE and r["name"].startswith("service-")
+    )
     run.delivered = len(names)
     run.duplicated = sum(n - 1 for n in names.values() if n > 1)
     run.lost = max(0, records - run.delivered) if not seconds else 0
@@ -314,8 +363,9 @@ def render_only(hub: Any, tool: str, source: Path, records: int, work: Path) -> 
 # ---------------------------------------------------------------- sink, in a child process
 
 
-def sink_child(url: str, source: Path, concurrency: int, work: Path, seconds: float,
-               dry_run: bool) -> None:
+def sink_child(
+    url: str, source: Path, concurrency: int, work: Path, seconds: float, dry_run: bool
+) -> None:
     """Run sink through its library (like bench/send.py) and print its own counts."""
     import yaml
 
@@ -325,14 +375,18 @@ def sink_child(url: str, source: Path, concurrency: int, work: Path, seconds: fl
 
     work.mkdir(parents=True, exist_ok=True)
     config = work / "repositories.yaml"
-    config.write_text(yaml.safe_dump({
-        "connection": {"identifier": NAMESPACE, "secret_env": "BENCH_HUB_SECRET"},
-        "template": "create-repository",
-        "settings": {"namespace": NAMESPACE},
-        "key_field": "name",
-        "input": str(source),
-        "concurrency": concurrency,
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "connection": {"identifier": NAMESPACE, "secret_env": "BENCH_HUB_SECRET"},
+                "template": "create-repository",
+                "settings": {"namespace": NAMESPACE},
+                "key_field": "name",
+                "input": str(source),
+                "concurrency": concurrency,
+            }
+        )
+    )
     dest = open_destination(config, base_url=url)
     if dry_run:
         from sink.preview import preview
@@ -355,8 +409,17 @@ def sink_child(url: str, source: Path, concurrency: int, work: Path, seconds: fl
     summary = asyncio.run(bounded())
     counts = summary.counts
     waited = summary.stats.rate_limit_wait if summary.stats else 0.0
-    print(json.dumps({"ok": counts.ok, "failed": counts.failed, "requests": counts.requests,
-                      "already_existed": counts.already_existed, "paced_s": waited}))
+    print(
+        json.dumps(
+            {
+                "ok": counts.ok,
+                "failed": counts.failed,
+                "requests": counts.requests,
+                "already_existed": counts.already_existed,
+                "paced_s": waited,
+            }
+        )
+    )
 
 
 # ---------------------------------------------------------------- the rows
@@ -373,15 +436,30 @@ class Row:
 
 def fault_rules() -> dict[str, Any]:
     """5% of creates answered 503, 2% (one in fifty) 429 with ``Retry-After: 1``."""
-    return {"latency_ms": LATENCY_MS, "rules": [{
-        "method": "POST", "path": CREATE, "latency_ms": LATENCY_MS,
-        "error_rate": 0.05, "error_statuses": [503],
-        "burst_every": 50, "burst_length": 1, "retry_after": 1}]}
+    return {
+        "latency_ms": LATENCY_MS,
+        "rules": [
+            {
+                "method": "POST",
+                "path": CREATE,
+                "latency_ms": LATENCY_MS,
+                "error_rate": 0.05,
+                "error_statuses": [503],
+                "burst_every": 50,
+                "burst_length": 1,
+                "retry_after": 1,
+            }
+        ],
+    }
 
 
 def quota_rules(per_minute: int) -> dict[str, Any]:
-    return {"latency_ms": LATENCY_MS, "rules": [{
-        "method": "POST", "path": CREATE, "latency_ms": LATENCY_MS, "rate_limit": per_minute}]}
+    return {
+        "latency_ms": LATENCY_MS,
+        "rules": [
+            {"method": "POST", "path": CREATE, "latency_ms": LATENCY_MS, "rate_limit": per_minute}
+        ],
+    }
 
 
 def run_rows(args: argparse.Namespace, missing: dict[str, str]) -> list[Row]:
@@ -399,21 +477,26 @@ def run_rows(args: argparse.Namespace, missing: dict[str, str]) -> list[Row]:
         return only is None or key in only
 
     def note(tool: str, run: Run) -> Run:
-        print(f"  {tool:11} {run.wall:7.1f} s  {run.rate:7.0f} req/s  delivered "
-              f"{run.delivered:,}  cpu {run.cpu:.1f} s  {run.peak_mb:.0f} MB  simulator cpu "
-              f"{run.sim_cpu:.1f} s  others {run.other_cpu:.1f} s", flush=True)
+        print(
+            f"  {tool:11} {run.wall:7.1f} s  {run.rate:7.0f} req/s  delivered "
+            f"{run.delivered:,}  cpu {run.cpu:.1f} s  {run.peak_mb:.0f} MB  simulator cpu "
+            f"{run.sim_cpu:.1f} s  others {run.other_cpu:.1f} s",
+            flush=True,
+        )
         return run
 
     scratch = str(DATA / "work")
     shutil.rmtree(scratch, ignore_errors=True)
-    with \
-            start_process(latency_ms=LATENCY_MS, jwt_ttl=3600) as hub:
+    with start_process(latency_ms=LATENCY_MS, jwt_ttl=3600) as hub:
+
         def work(row: str, tool: str) -> Path:
             return Path(scratch) / row / tool.replace(" ", "-")
 
         if wanted("best"):
-            row = Row("best", f"{records:,} creates from Parquet, each tool at its best "
-                              "documented concurrency")
+            row = Row(
+                "best",
+                f"{records:,} creates from Parquet, each tool at its best documented concurrency",
+            )
             print(row.title, flush=True)
             for tool in tools:
                 source, count = (small, slice_rows) if BEST[tool] == 1 else (big, records)
@@ -432,45 +515,68 @@ def run_rows(args: argparse.Namespace, missing: dict[str, str]) -> list[Row]:
                     row.runs[tool] = best  # the same run: its best setting is this one
                     continue
                 run = measure(hub, tool, big, records, same, work("same", tool))
-                run.note = f"concurrency {same}" + ("; 64 syncs, --threads 64"
-                                                    if tool == "drt" else "")
+                run.note = f"concurrency {same}" + (
+                    "; 64 syncs, --threads 64" if tool == "drt" else ""
+                )
                 row.runs[tool] = note(tool, run)
             rows.append(row)
         if wanted("csv"):
             row = Row("csv", f"{records:,} creates from CSV, all at concurrency {same}")
             print(row.title, flush=True)
             for tool in tools:
-                row.runs[tool] = note(tool, measure(hub, tool, csv_of(big), records, same,
-                                                    work("csv", tool)))
+                row.runs[tool] = note(
+                    tool, measure(hub, tool, csv_of(big), records, same, work("csv", tool))
+                )
             rows.append(row)
         if wanted("faults"):
-            row = Row("faults", f"{records:,} creates at concurrency {same}, 5% answered 503 "
-                                "and 2% 429 + Retry-After")
+            row = Row(
+                "faults",
+                f"{records:,} creates at concurrency {same}, 5% answered 503 "
+                "and 2% 429 + Retry-After",
+            )
             print(row.title, flush=True)
             for tool in tools:
-                row.runs[tool] = note(tool, measure(hub, tool, big, records, same,
-                                                    work("faults", tool), faults=fault_rules()))
+                row.runs[tool] = note(
+                    tool,
+                    measure(
+                        hub, tool, big, records, same, work("faults", tool), faults=fault_rules()
+                    ),
+                )
             rows.append(row)
         if wanted("quota"):
             per_minute, seconds = args.quota, args.quota_seconds
             windows = math.ceil(seconds / 60)  # Hub's windows: a minute from the first request
             quota_records = int(per_minute * windows * 1.5)
-            row = Row("quota", f"rate-limited credential: {per_minute:,} creates/minute for "
-                               f"{seconds:.0f} s, concurrency 16")
+            row = Row(
+                "quota",
+                f"rate-limited credential: {per_minute:,} creates/minute for "
+                f"{seconds:.0f} s, concurrency 16",
+            )
             print(row.title, flush=True)
             source = parquet(quota_records)
             for tool in tools:
-                run = measure(hub, tool, source, quota_records, 16, work("quota", tool),
-                              faults=quota_rules(per_minute), per_minute=per_minute,
-                              seconds=seconds)
+                run = measure(
+                    hub,
+                    tool,
+                    source,
+                    quota_records,
+                    16,
+                    work("quota", tool),
+                    faults=quota_rules(per_minute),
+                    per_minute=per_minute,
+                    seconds=seconds,
+                )
                 if tool == "drt":
                     run.note = f"16 syncs, rate_limit {per_minute / 60:.0f}/s (shared)"
                 row.runs[tool] = note(tool, run)
             row.title += f" ({per_minute * windows:,} allowed in that time)"
             rows.append(row)
         if wanted("render"):
-            row = Row("render", f"dry run / render only of {args.render_records:,} records "
-                                "from Parquet to /dev/null")
+            row = Row(
+                "render",
+                f"dry run / render only of {args.render_records:,} records "
+                "from Parquet to /dev/null",
+            )
             print(row.title, flush=True)
             source = parquet(args.render_records)
             for tool in tools:
@@ -492,6 +598,7 @@ def _ratio(ours: float, theirs: float) -> str:
 
 def sink_version() -> str:
     """The commit sink was measured at, and whether its working tree had changes."""
+
     def git(*words: str) -> str:
         done = subprocess.run(["git", *words], cwd=HERE.parent, capture_output=True, text=True)
         return done.stdout.strip() if done.returncode == 0 else ""
@@ -537,8 +644,9 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
             if run is None:
                 continue
             if run.unsupported:
-                lines.append(f"| {row.key} | {tool} | " + " | ".join(["–"] * 13)
-                             + f" | {run.unsupported} |")
+                lines.append(
+                    f"| {row.key} | {tool} | " + " | ".join(["–"] * 13) + f" | {run.unsupported} |"
+                )
                 continue
             notes = [run.note] if run.note else []
             if row.key == "quota":
@@ -569,7 +677,8 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
                 f"| {run.delivered:,} | {lost} | {run.duplicated} | {run.conflicts:,} "
                 f"| {run.throttled:,} | {run.server_errors:,} | {run.cpu:.1f} "
                 f"| {run.peak_mb:.0f} | {run.sim_cpu:.1f} | {_ratio(ours, theirs)} "
-                f"| {'; '.join(notes)} |")
+                f"| {'; '.join(notes)} |"
+            )
     lines.append("")
     lines.append("Rows: " + "; ".join(f"**{r.key}**: {r.title}" for r in rows) + ".")
     return "\n".join(lines) + "\n"
@@ -579,13 +688,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64, help="the shared setting")
-    parser.add_argument("--sequential-records", type=int, default=1_000,
-                        help="records for a tool that sends one at a time (drt's best row)")
+    parser.add_argument(
+        "--sequential-records",
+        type=int,
+        default=1_000,
+        help="records for a tool that sends one at a time (drt's best row)",
+    )
     parser.add_argument("--quota", type=int, default=1_200, help="creates per minute")
     parser.add_argument("--quota-seconds", type=float, default=60.0)
     parser.add_argument("--render-records", type=int, default=1_000_000)
-    parser.add_argument("--only", default="", help="rows to run: best,same,csv,faults,quota,"
-                                                   "render")
+    parser.add_argument("--only", default="", help="rows to run: best,same,csv,faults,quota,render")
     parser.add_argument("--quick", action="store_true", help="a small run for a smoke check")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--child-dry-run", action="store_true", help=argparse.SUPPRESS)
@@ -593,8 +705,9 @@ def main() -> None:
     if args.child:
         url, source, concurrency, work, seconds = args.child
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-        sink_child(url, Path(source), int(concurrency), Path(work), float(seconds),
-                   args.child_dry_run)
+        sink_child(
+            url, Path(source), int(concurrency), Path(work), float(seconds), args.child_dry_run
+        )
         return
     if args.quick:
         args.records = min(args.records, 2_000)

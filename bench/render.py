@@ -40,11 +40,13 @@ def make_parquet(rows: int) -> Path:
     writer = None
     for start in range(0, rows, chunk):
         ids = range(start, min(rows, start + chunk))
-        table = pa.table({
-            "name": [f"service-{i:07d}" for i in ids],
-            "description": [f"Image for service {i}" for i in ids],
-            "is_private": [i % 3 == 0 for i in ids],
-        })
+        table = pa.table(
+            {
+                "name": [f"service-{i:07d}" for i in ids],
+                "description": [f"Image for service {i}" for i in ids],
+                "is_private": [i % 3 == 0 for i in ids],
+            }
+        )
         writer = writer or pq.ParquetWriter(path, table.schema)
         writer.write_table(table)
     assert writer is not None
@@ -57,11 +59,13 @@ def run_sink(path: Path) -> int:
     from sink.destination import bind
     from sink.preview import preview
 
-    config = parse_config({
-        "connection": {"identifier": "alice", "secret_env": "SINK_HUB_SECRET"},
-        "template": "create-repository",
-        "settings": {"namespace": NAMESPACE},
-    })
+    config = parse_config(
+        {
+            "connection": {"identifier": "alice", "secret_env": "SINK_HUB_SECRET"},
+            "template": "create-repository",
+            "settings": {"namespace": NAMESPACE},
+        }
+    )
     destination = bind(config, path.parent)
     with open(os.devnull, "wb") as out:
         report = preview(destination, path, limit=None, out=out)
@@ -130,7 +134,9 @@ def measure(kind: str, path: Path, repeat: int) -> dict[str, float]:
     for _ in range(repeat):
         out = subprocess.run(
             [sys.executable, __file__, "--child", kind, str(path)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         runs.append(json.loads(out.strip().splitlines()[-1]))
     return min(runs, key=lambda r: r["wall"])  # type: ignore[no-any-return]

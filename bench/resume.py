@@ -49,21 +49,30 @@ DATA = Path(__file__).resolve().parent / ".data"
 def write_config(folder: Path, records: Path, concurrency: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "dest.yaml"
-    path.write_text(yaml.safe_dump({
-        "connection": {"identifier": "acme", "secret_env": "SINK_BENCH_SECRET"},
-        "template": "create-repository", "settings": {"namespace": "acme"},
-        "key_field": "name", "input": str(records), "concurrency": concurrency,
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "connection": {"identifier": "acme", "secret_env": "SINK_BENCH_SECRET"},
+                "template": "create-repository",
+                "settings": {"namespace": "acme"},
+                "key_field": "name",
+                "input": str(records),
+                "concurrency": concurrency,
+            }
+        )
+    )
     return path
 
 
 def records_file(path: Path, prefix: str, count: int) -> Path:
     with path.open("wb") as out:
         for start in range(0, count, 100_000):
-            out.write(b"".join(
-                orjson.dumps({"name": f"{prefix}-{i:07d}"}) + b"\n"
-                for i in range(start, min(count, start + 100_000))
-            ))
+            out.write(
+                b"".join(
+                    orjson.dumps({"name": f"{prefix}-{i:07d}"}) + b"\n"
+                    for i in range(start, min(count, start + 100_000))
+                )
+            )
     return path
 
 
@@ -89,8 +98,10 @@ MODES: dict[str, tuple[Callable[..., Ledger], int]] = {  # ledger class, request
 
 
 def throughput(url: str, work: Path, records: int, rounds: int, concurrency: int) -> None:
-    print(f"1. throughput: {records:,} creates per run, concurrency {concurrency}, "
-          f"{rounds} rounds each, alternating")
+    print(
+        f"1. throughput: {records:,} creates per run, concurrency {concurrency}, "
+        f"{rounds} rounds each, alternating"
+    )
     rates: dict[str, list[float]] = {mode: [] for mode in MODES}
     cpu_per: dict[str, list[float]] = {mode: [] for mode in MODES}
     real_ledger, real_group = sink.run.Ledger, sink.run._GROUP
@@ -111,18 +122,23 @@ def throughput(url: str, work: Path, records: int, rounds: int, concurrency: int
             assert summary.counts.ok == records, summary.counts
             rates[mode].append(summary.counts.requests / summary.seconds)
             cpu_per[mode].append(cpu / summary.counts.requests * 1e6)
-            print(f"   round {round_ + 1} {mode:>11}: {rates[mode][-1]:8,.0f} requests/s, "
-                  f"{cpu_per[mode][-1]:6,.0f} µs CPU per request (client process)")
+            print(
+                f"   round {round_ + 1} {mode:>11}: {rates[mode][-1]:8,.0f} requests/s, "
+                f"{cpu_per[mode][-1]:6,.0f} µs CPU per request (client process)"
+            )
     without = statistics.median(rates["no ledger"])
     base_cpu = statistics.median(cpu_per["no ledger"])
-    print(f"   median without a ledger: {without:,.0f} requests/s, {base_cpu:,.0f} µs CPU per "
-          "request")
+    print(
+        f"   median without a ledger: {without:,.0f} requests/s, {base_cpu:,.0f} µs CPU per request"
+    )
     for mode in ("ledger", "per request"):
         rate = statistics.median(rates[mode])
         cpu = statistics.median(cpu_per[mode])
-        print(f"   median {mode:>11}: {rate:,.0f} requests/s, {cpu:,.0f} µs CPU per request: "
-              f"costs {100 * (1 - rate / without):.1f}% of throughput, "
-              f"{100 * (cpu / base_cpu - 1):.1f}% more CPU per request")
+        print(
+            f"   median {mode:>11}: {rate:,.0f} requests/s, {cpu:,.0f} µs CPU per request: "
+            f"costs {100 * (1 - rate / without):.1f}% of throughput, "
+            f"{100 * (cpu / base_cpu - 1):.1f}% more CPU per request"
+        )
 
 
 def ledger_cost(work: Path, count: int = 20_000) -> None:
@@ -133,11 +149,14 @@ def ledger_cost(work: Path, count: int = 20_000) -> None:
             for i in range(count):
                 key = f"iso-{i:07d}"
                 ledger.mark_sent(((key, i),), "create-repository")
-                ledger.settle(key, "create-repository", DONE, http_status=201,
-                              resource_id=key, position=i)
+                ledger.settle(
+                    key, "create-repository", DONE, http_status=201, resource_id=key, position=i
+                )
             seconds = time.perf_counter() - started
-        print(f"   in isolation, {mode:>7}: mark_sent + settle = "
-              f"{seconds / count * 1e6:,.0f} µs per record ({count / seconds:,.0f} records/s)")
+        print(
+            f"   in isolation, {mode:>7}: mark_sent + settle = "
+            f"{seconds / count * 1e6:,.0f} µs per record ({count / seconds:,.0f} records/s)"
+        )
 
 
 def prefill(ledger_path: Path, prefix: str, done: int) -> float:
@@ -169,13 +188,17 @@ def resume(url: str, work: Path, total: int, todo: int) -> None:
     print(f"   pre-filled the ledger with {total - todo:,} done keys in {filled:.1f} s")
     summary, cpu = run_once(url, config)
     counts = summary.counts
-    print(f"   resumed run: {summary.seconds:.2f} s ({cpu:.2f} s CPU): "
-          f"{counts.done_before:,} skipped, {counts.ok:,} sent and created")
+    print(
+        f"   resumed run: {summary.seconds:.2f} s ({cpu:.2f} s CPU): "
+        f"{counts.done_before:,} skipped, {counts.ok:,} sent and created"
+    )
     summary, cpu = run_once(url, config)
     counts = summary.counts
-    print(f"   run with every record done: {summary.seconds:.2f} s ({cpu:.2f} s CPU): "
-          f"{counts.done_before:,} skipped = {counts.done_before / summary.seconds:,.0f} "
-          f"records/s")
+    print(
+        f"   run with every record done: {summary.seconds:.2f} s ({cpu:.2f} s CPU): "
+        f"{counts.done_before:,} skipped = {counts.done_before / summary.seconds:,.0f} "
+        f"records/s"
+    )
 
 
 def main() -> None:

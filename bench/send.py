@@ -36,14 +36,18 @@ def destination(folder: Path, rows: int, prefix: str, **config: Any) -> Path:
         for i in range(rows):
             out.write(orjson.dumps({"name": f"{prefix}-{i:06d}", "description": "bench"}) + b"\n")
     path = folder / f"{prefix}.yaml"
-    path.write_text(yaml.safe_dump({
-        "connection": {"identifier": "acme", "secret_env": "UNUSED"},
-        "template": "create-repository",
-        "settings": {"namespace": "acme"},
-        "key_field": "name",
-        "input": records.name,
-        **config,
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "connection": {"identifier": "acme", "secret_env": "UNUSED"},
+                "template": "create-repository",
+                "settings": {"namespace": "acme"},
+                "key_field": "name",
+                "input": records.name,
+                **config,
+            }
+        )
+    )
     return path
 
 
@@ -64,8 +68,7 @@ def throughput(folder: Path, records: int, concurrency: int, latency_ms: float) 
     limit = concurrency / (latency_ms / 1000)
     rate = summary.counts.requests / wall
     print(
-        f"throughput: {records:,} creates at concurrency {concurrency}, "
-        f"{latency_ms:.0f} ms latency"
+        f"throughput: {records:,} creates at concurrency {concurrency}, {latency_ms:.0f} ms latency"
     )
     print(f"  requests/s {rate:,.0f}  limit {limit:,.0f}  share {rate / limit:.1%} (target >= 90%)")
     print(f"  wall {wall:.1f} s, client CPU {cpu:.1f} s = {cpu / records * 1000:.2f} ms/request")
@@ -74,8 +77,11 @@ def throughput(folder: Path, records: int, concurrency: int, latency_ms: float) 
 
 def quota(folder: Path, per_minute: int, seconds: float) -> None:
     records = int(per_minute / 60 * seconds * 1.5)  # more than the quota allows in the time
-    faults = {"rules": [{"method": "POST", "path": "/v2/namespaces/*/repositories",
-                         "rate_limit": per_minute}]}
+    faults = {
+        "rules": [
+            {"method": "POST", "path": "/v2/namespaces/*/repositories", "rate_limit": per_minute}
+        ]
+    }
     with start_process(faults=faults) as hub:
         config = destination(folder, records, "quota", concurrency=16)
         dest = open_destination(config, base_url=hub.url)

@@ -158,11 +158,14 @@ async def _user_checks(reader: HubReader, credentials: Credentials) -> list[Chec
 
     try:
         page = await _page(reader, repos, 1)
-        results.append(CheckResult(
-            VALIDATE_CONNECTION, True,
-            f'Successfully authenticated with DockerHub as "{namespace}" '
-            f"({_count(page)} repositories in namespace).",
-        ))
+        results.append(
+            CheckResult(
+                VALIDATE_CONNECTION,
+                True,
+                f'Successfully authenticated with DockerHub as "{namespace}" '
+                f"({_count(page)} repositories in namespace).",
+            )
+        )
     except _Failed as failure:
         message = AUTH_FAILED_ACCOUNT if password else AUTH_FAILED
         if _is_transport(failure):
@@ -180,11 +183,14 @@ async def _user_checks(reader: HubReader, credentials: Credentials) -> list[Chec
         total = _count(listed)
         shown = ", ".join(names)
         more = f" (and {total - len(names)} more)" if total > len(names) else ""
-        results.append(CheckResult(
-            LIST_REPOSITORIES, True,
-            f"Successfully listed repositories in the {namespace} namespace ({total} total).",
-            f"repositories: {shown}{more}" if names else "the namespace has no repositories",
-        ))
+        results.append(
+            CheckResult(
+                LIST_REPOSITORIES,
+                True,
+                f"Successfully listed repositories in the {namespace} namespace ({total} total).",
+                f"repositories: {shown}{more}" if names else "the namespace has no repositories",
+            )
+        )
     except _Failed as failure:
         message = LIST_FAILED_ACCOUNT if password else LIST_FAILED
         if _is_transport(failure):
@@ -198,18 +204,24 @@ async def _user_checks(reader: HubReader, credentials: Credentials) -> list[Chec
             names = _names(listed)
             first = names[0] if names else None
         if first is None:
-            results.append(CheckResult(
-                VERIFY_TAG_ACCESS, True,
-                f'Namespace "{namespace}" has no repositories yet; tag-access check skipped.',
-                TAGS_NOT_PROVEN,
-            ))
+            results.append(
+                CheckResult(
+                    VERIFY_TAG_ACCESS,
+                    True,
+                    f'Namespace "{namespace}" has no repositories yet; tag-access check skipped.',
+                    TAGS_NOT_PROVEN,
+                )
+            )
         else:
             tags = await _page(reader, f"{repos}/{segment(first)}/tags", 1)
-            results.append(CheckResult(
-                VERIFY_TAG_ACCESS, True,
-                f'Successfully fetched tag listing for "{namespace}/{first}" '
-                f"({_count(tags)} tags).",
-            ))
+            results.append(
+                CheckResult(
+                    VERIFY_TAG_ACCESS,
+                    True,
+                    f'Successfully fetched tag listing for "{namespace}/{first}" '
+                    f"({_count(tags)} tags).",
+                )
+            )
     except _Failed as failure:
         message = unreachable(credentials.base_url) if _is_transport(failure) else failed_tags
         results.append(CheckResult(VERIFY_TAG_ACCESS, False, message, failure.detail))
@@ -252,7 +264,7 @@ def _org_failure(what: str, scope: str, org: str, failure: _Failed, base_url: st
         )
     if status == 404:
         return (
-            f"Unable to list organization {what}: Organization not found. Verify that \"{org}\" "
+            f'Unable to list organization {what}: Organization not found. Verify that "{org}" '
             "is the organization's namespace on DockerHub (not its display name)."
         )
     return f"Unable to list organization {what}."
@@ -264,20 +276,27 @@ async def _org_checks(reader: HubReader, credentials: Credentials) -> list[Check
     try:
         response = await _exchange(reader, credentials)
         if response.status_code == 200:
-            results.append(CheckResult(
-                VALIDATE_ORGANIZATION, True,
-                f'Successfully authenticated with DockerHub as organization "{org}".',
-            ))
+            results.append(
+                CheckResult(
+                    VALIDATE_ORGANIZATION,
+                    True,
+                    f'Successfully authenticated with DockerHub as organization "{org}".',
+                )
+            )
         else:
             message = ORG_AUTH_UNAUTHORIZED if response.status_code == 401 else ORG_AUTH_FAILED
-            results.append(CheckResult(
-                VALIDATE_ORGANIZATION, False, message, hub_message(response)
-            ))
+            results.append(
+                CheckResult(VALIDATE_ORGANIZATION, False, message, hub_message(response))
+            )
     except httpx.TransportError as exc:
-        results.append(CheckResult(
-            VALIDATE_ORGANIZATION, False, unreachable(credentials.base_url),
-            f"transport: {type(exc).__name__}: {exc}",
-        ))
+        results.append(
+            CheckResult(
+                VALIDATE_ORGANIZATION,
+                False,
+                unreachable(credentials.base_url),
+                f"transport: {type(exc).__name__}: {exc}",
+            )
+        )
 
     base = f"/v2/orgs/{segment(org)}"
     for name, what, path, scope, unit in (
@@ -286,16 +305,23 @@ async def _org_checks(reader: HubReader, credentials: Credentials) -> list[Check
     ):
         try:
             page = await _page(reader, path, 1)
-            results.append(CheckResult(
-                name, True,
-                f'Successfully listed {what} of the "{org}" organization '
-                f"({_count(page)} {unit}).",
-            ))
+            results.append(
+                CheckResult(
+                    name,
+                    True,
+                    f'Successfully listed {what} of the "{org}" organization '
+                    f"({_count(page)} {unit}).",
+                )
+            )
         except _Failed as failure:
-            results.append(CheckResult(
-                name, False, _org_failure(what, scope, org, failure, credentials.base_url),
-                failure.detail,
-            ))
+            results.append(
+                CheckResult(
+                    name,
+                    False,
+                    _org_failure(what, scope, org, failure, credentials.base_url),
+                    failure.detail,
+                )
+            )
     return results
 
 
@@ -308,8 +334,7 @@ def _client(
     auth = HubAuth(
         credentials.identifier, credentials.secret, token_url=token_url_for(credentials.base_url)
     )
-    return make_client(credentials.base_url, auth, concurrency=2, timeout=30.0,
-                       transport=transport)
+    return make_client(credentials.base_url, auth, concurrency=2, timeout=30.0, transport=transport)
 
 
 async def run_checks_async(
@@ -348,9 +373,13 @@ async def verify_async(
             if _is_transport(failure):
                 raise StopRun(f"{unreachable(credentials.base_url)} ({failure.detail})") from None
             if credentials.kind == "oat":
-                message = ORG_AUTH_UNAUTHORIZED if failure.status in (None, 401) else (
-                    "Unable to list the organization's repositories with the Organization "
-                    "Access Token."
+                message = (
+                    ORG_AUTH_UNAUTHORIZED
+                    if failure.status in (None, 401)
+                    else (
+                        "Unable to list the organization's repositories with the Organization "
+                        "Access Token."
+                    )
                 )
             elif credentials.kind == "password":
                 message = AUTH_FAILED_ACCOUNT
@@ -361,9 +390,7 @@ async def verify_async(
             raise CredentialsError(f"{message} ({failure.detail})") from None
 
 
-def verify(
-    credentials: Credentials, *, transport: httpx.AsyncBaseTransport | None = None
-) -> int:
+def verify(credentials: Credentials, *, transport: httpx.AsyncBaseTransport | None = None) -> int:
     """:func:`verify_async` from synchronous code."""
     return asyncio.run(verify_async(credentials, transport=transport))
 

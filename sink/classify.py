@@ -32,6 +32,8 @@ _NOT_SENT: tuple[type[Exception], ...] = (
     httpx.PoolTimeout,
     httpx.ProxyError,
 )
+
+
 class VerdictKind(enum.Enum):
     """What to do with a response."""
 

@@ -62,10 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     templates = commands.add_parser(
-        "templates", help="list the endpoint templates, or show one", description=(
+        "templates",
+        help="list the endpoint templates, or show one",
+        description=(
             "List the Docker Hub endpoint templates, or show one with its fields, credential, "
             "scope, warnings and an example request."
-        )
+        ),
     )
     templates.add_argument("action", nargs="?", choices=["list", "show"], default="list")
     templates.add_argument("id", nargs="?", help="template id, for `show`")
@@ -86,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("-n", type=int, default=5, metavar="N", help="requests to print (5)")
     preview.add_argument("--all", action="store_true", help="print every request")
     preview.add_argument(
-        "--format", choices=["json", "http"], default="json",
+        "--format",
+        choices=["json", "http"],
+        default="json",
         help="json: one JSON line per request; http: HTTP messages (default json)",
     )
     preview.add_argument("--base-url", help=argparse.SUPPRESS)
@@ -109,11 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="preview instead of sending")
     run.add_argument("--yes", action="store_true", help="confirm a destructive template")
     run.add_argument(
-        "--fresh", action="store_true",
+        "--fresh",
+        action="store_true",
         help="start a new ledger (the old one is kept aside): send records a past run finished",
     )
     run.add_argument(
-        "--resend-unknown", action="store_true",
+        "--resend-unknown",
+        action="store_true",
         help="send again the records whose outcome a past run left unknown and that cannot be "
         "looked up (`sink status` lists them): only after checking on Hub that they did not "
         "happen",
@@ -177,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-control", action="store_true", help="do not serve the test-only /_sim control API"
     )
     hubsim.add_argument(
-        "--http", choices=["auto", "h11", "httptools"], default="auto",
+        "--http",
+        choices=["auto", "h11", "httptools"],
+        default="auto",
         help="uvicorn's HTTP implementation (auto: httptools when installed)",
     )
     hubsim.set_defaults(handler=cmd_hubsim)
@@ -195,7 +203,8 @@ def _connection_arguments(parser: argparse.ArgumentParser) -> None:
 def _input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", "-i", help="records file, or - for stdin (default: config)")
     parser.add_argument(
-        "--input-format", choices=["csv", "tsv", "jsonl", "parquet"],
+        "--input-format",
+        choices=["csv", "tsv", "jsonl", "parquet"],
         help="input format (default: from the file name, or sniffed on stdin)",
     )
 
@@ -264,8 +273,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     with Progress(f"sink run {destination.template_id}") as progress:
         options = RunOptions(
-            source, args.input_format, yes=args.yes, fresh=args.fresh,
-            resend_unknown=args.resend_unknown, progress=progress,
+            source,
+            args.input_format,
+            yes=args.yes,
+            fresh=args.fresh,
+            resend_unknown=args.resend_unknown,
+            progress=progress,
         )
         summary = run(destination, credentials, options)
     describe.print_run_summary(destination, summary)

@@ -85,8 +85,13 @@ class Prompter:
 
 
 def _ask_valid(
-    prompter: Prompter, kind: ConnectionKind, which: Any, *, keep: str | None = None,
-    default: str | None = None, attempts: int = 5,
+    prompter: Prompter,
+    kind: ConnectionKind,
+    which: Any,
+    *,
+    keep: str | None = None,
+    default: str | None = None,
+    attempts: int = 5,
 ) -> str | None:
     """Ask until the value is valid; ``keep``: Enter keeps the stored value (returns None)."""
     label = field_label(kind, which)
@@ -199,7 +204,11 @@ def edit_connection(
         stored, kind=kind, name=name, identifier=identifier, secret=secret, base_url=base_url
     )
     changed = (connection.kind, connection.identifier, connection.secret, connection.base_url) != (
-        stored.kind, stored.identifier, stored.secret, stored.base_url)
+        stored.kind,
+        stored.identifier,
+        stored.secret,
+        stored.base_url,
+    )
     count = verify(connection) if verify is not None and changed else None
     store.replace(args.name, connection)
     return connection, count
@@ -218,7 +227,8 @@ def _describe(connection: Connection, count: int | None) -> str:
     where += connection.base_url
     checked = (
         f"; verified: {count} repositories in namespace {connection.identifier}"
-        if count is not None else "; not verified"
+        if count is not None
+        else "; not verified"
     )
     return f"({where}{checked})"
 
@@ -258,12 +268,17 @@ def cmd_connection_show(args: argparse.Namespace) -> int:
     info = store.info(args.name)
     connection = store.get(args.name)
     if args.json:
-        _print_json({
-            "name": connection.name, "kind": connection.kind,
-            "identifier": connection.identifier, "base_url": connection.base_url,
-            "secret": connection.masked_secret(), "created_at": info.created_at,
-            "updated_at": info.updated_at,
-        })
+        _print_json(
+            {
+                "name": connection.name,
+                "kind": connection.kind,
+                "identifier": connection.identifier,
+                "base_url": connection.base_url,
+                "secret": connection.masked_secret(),
+                "created_at": info.created_at,
+                "updated_at": info.updated_at,
+            }
+        )
     else:
         print("\n".join(show_lines(connection, info.created_at, info.updated_at)))
     return EXIT_OK
@@ -273,10 +288,12 @@ def cmd_connection_list(args: argparse.Namespace) -> int:
     """``sink connection list``."""
     infos = ConnectionStore().entries()
     if args.json:
-        _print_json([
-            {"name": i.name, "kind": i.kind, "identifier": i.identifier, "base_url": i.base_url}
-            for i in infos
-        ])
+        _print_json(
+            [
+                {"name": i.name, "kind": i.kind, "identifier": i.identifier, "base_url": i.base_url}
+                for i in infos
+            ]
+        )
         return EXIT_OK
     if not infos:
         print("No stored connections; add one with `sink connection add`.")
@@ -285,8 +302,11 @@ def cmd_connection_list(args: argparse.Namespace) -> int:
     rows += [(i.name, i.kind, i.identifier, i.base_url) for i in infos]
     widths = [max(len(row[c]) for row in rows) for c in range(3)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-              + "  " + row[3])
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+            + "  "
+            + row[3]
+        )
     return EXIT_OK
 
 
@@ -305,13 +325,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     results = run_checks(connection.credentials(args.base_url))
     passed = all_passed(results)
     if args.json:
-        _print_json({
-            "connection": connection.name, "kind": connection.kind, "ok": passed,
-            "checks": [r.as_dict() for r in results],
-        })
+        _print_json(
+            {
+                "connection": connection.name,
+                "kind": connection.kind,
+                "ok": passed,
+                "checks": [r.as_dict() for r in results],
+            }
+        )
     else:
-        print(f"Checking connection {connection.name!r} ({connection.kind}, "
-              f"{connection.identifier}, {args.base_url or connection.base_url})")
+        print(
+            f"Checking connection {connection.name!r} ({connection.kind}, "
+            f"{connection.identifier}, {args.base_url or connection.base_url})"
+        )
         print(format_results(results))
     return EXIT_OK if passed else EXIT_FAILED
 
@@ -354,10 +380,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     output, until = _export_target(args)
     connection = _export_connection(args)
     options = ExportOptions(
-        namespace=args.namespace, repository=args.repository, tag=args.tag, team=args.team,
-        name=args.name, ordering=args.ordering, page_size=args.page_size, search=args.search,
-        role=args.role, type=args.type, invitees=args.invitees, teams=args.teams,
-        since=args.since, until=until, action=args.action, actor=args.actor,
+        namespace=args.namespace,
+        repository=args.repository,
+        tag=args.tag,
+        team=args.team,
+        name=args.name,
+        ordering=args.ordering,
+        page_size=args.page_size,
+        search=args.search,
+        role=args.role,
+        type=args.type,
+        invitees=args.invitees,
+        teams=args.teams,
+        since=args.since,
+        until=until,
+        action=args.action,
+        actor=args.actor,
     )
     credentials = connection.credentials(args.base_url)
     with open_writer(output, args.format) as writer:
@@ -365,9 +403,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     where = output if output not in (None, "-") else "standard output"
     print(f"exported {count} {args.what} records to {where}", file=sys.stderr)
     if writer.dropped:
-        print(f"warning: fields first seen after the first 1,000 records were left out: "
-              f"{', '.join(sorted(writer.dropped))} (JSON Lines keeps every field)",
-              file=sys.stderr)
+        print(
+            f"warning: fields first seen after the first 1,000 records were left out: "
+            f"{', '.join(sorted(writer.dropped))} (JSON Lines keeps every field)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -381,29 +421,44 @@ def _print_json(value: Any) -> None:
 
 def _connection_fields(parser: argparse.ArgumentParser, *, editing: bool) -> None:
     keep = " (empty: keep the stored one)" if editing else ""
-    parser.add_argument("--kind", choices=KINDS,
-                        help="personal (username + PAT), organization (organization + OAT) or "
-                             "password (username + password)" + ("" if editing else
-                                                                 "; default personal"))
+    parser.add_argument(
+        "--kind",
+        choices=KINDS,
+        help="personal (username + PAT), organization (organization + OAT) or "
+        "password (username + password)" + ("" if editing else "; default personal"),
+    )
     parser.add_argument("--instance-name", help="the name configs and commands use" + keep)
     parser.add_argument("--username", help="Docker ID (personal, password)" + keep)
     parser.add_argument("--org", help="organization name (organization)" + keep)
     secret = parser.add_mutually_exclusive_group()
-    secret.add_argument("--token", help="the access token (visible to other local users: "
-                                        "prefer --token-stdin or the prompt)" + keep)
-    secret.add_argument("--token-stdin", action="store_true",
-                        help="read the access token from the first line of standard input")
-    secret.add_argument("--password-stdin", action="store_true",
-                        help="read the password from the first line of standard input")
+    secret.add_argument(
+        "--token",
+        help="the access token (visible to other local users: "
+        "prefer --token-stdin or the prompt)" + keep,
+    )
+    secret.add_argument(
+        "--token-stdin",
+        action="store_true",
+        help="read the access token from the first line of standard input",
+    )
+    secret.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
     parser.add_argument("--base-url", help=f"Docker Hub API (default {DEFAULT_BASE_URL})" + keep)
-    parser.add_argument("--no-verify", action="store_true",
-                        help="store without listing the namespace's repositories first")
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="store without listing the namespace's repositories first",
+    )
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``connection``, ``check`` and ``export`` on ``sink``'s subcommands."""
     connection = commands.add_parser(
-        "connection", help="store Docker Hub connections (secrets encrypted at rest)",
+        "connection",
+        help="store Docker Hub connections (secrets encrypted at rest)",
         description=(
             "Store a Docker Hub connection once and refer to it by instance name "
             "(configs: `connection: {name: NAME}`). Secrets are encrypted at rest and never "
@@ -419,18 +474,24 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         ),
     )
     actions = connection.add_subparsers(title="actions", metavar="ACTION")
-    add = actions.add_parser("add", help="add a connection (prompts for what is missing)",
-                             description="Add a connection; values missing from the flags are "
-                                         "asked on the terminal (the secret without echo). The "
-                                         "connection is verified by listing its namespace's "
-                                         "repositories.")
+    add = actions.add_parser(
+        "add",
+        help="add a connection (prompts for what is missing)",
+        description="Add a connection; values missing from the flags are "
+        "asked on the terminal (the secret without echo). The "
+        "connection is verified by listing its namespace's "
+        "repositories.",
+    )
     _connection_fields(add, editing=False)
     add.set_defaults(handler=cmd_connection_add)
 
-    edit = actions.add_parser("edit", help="change a connection (empty fields keep their value)",
-                              description="Change a stored connection. A field left empty keeps "
-                                          "its stored value, so a connection can be renamed "
-                                          "without entering its token again.")
+    edit = actions.add_parser(
+        "edit",
+        help="change a connection (empty fields keep their value)",
+        description="Change a stored connection. A field left empty keeps "
+        "its stored value, so a connection can be renamed "
+        "without entering its token again.",
+    )
     edit.add_argument("name", help="the connection's instance name")
     _connection_fields(edit, editing=True)
     edit.set_defaults(handler=cmd_connection_edit)
@@ -449,9 +510,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     remove.set_defaults(handler=cmd_connection_remove)
 
     check = commands.add_parser(
-        "check", help="run a stored connection's health checks",
+        "check",
+        help="run a stored connection's health checks",
         description="Run the health checks of a stored connection's kind and print each with "
-                    "its result. Exits 1 when any check fails.",
+        "its result. Exits 1 when any check fails.",
     )
     check.add_argument("name", help="the connection's instance name")
     check.add_argument("--json", action="store_true", help="print JSON for machines")
@@ -466,7 +528,8 @@ def _export_parser(commands: argparse._SubParsersAction) -> None:  # type: ignor
 
     listed = "; ".join(f"{name}: {text}" for name, (_, text) in EXPORTS.items())
     export = commands.add_parser(
-        "export", help="export Hub's data (repositories, members, audit log, ...) as records",
+        "export",
+        help="export Hub's data (repositories, members, audit log, ...) as records",
         description=(
             "Stream Docker Hub's own data as records: JSON Lines to standard output by default, "
             f"or --to FILE.csv|.jsonl|.parquet. WHAT: {listed}."
@@ -474,31 +537,52 @@ def _export_parser(commands: argparse._SubParsersAction) -> None:  # type: ignor
     )
     export.add_argument("what", choices=list(EXPORTS), metavar="WHAT")
     export.add_argument("--connection", "-c", help="stored connection (default: the only one)")
-    export.add_argument("--to", action="append", metavar="FILE|DATE",
-                        help="output file (.csv, .jsonl, .parquet; - for stdout); for audit-log "
-                             "a date is the end of the range")
+    export.add_argument(
+        "--to",
+        action="append",
+        metavar="FILE|DATE",
+        help="output file (.csv, .jsonl, .parquet; - for stdout); for audit-log "
+        "a date is the end of the range",
+    )
     export.add_argument("--output", "-o", metavar="FILE", help="output file (same as --to FILE)")
-    export.add_argument("--format", choices=FORMATS, help="output format (default: from the "
-                                                          "file name; JSON Lines on stdout)")
+    export.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="output format (default: from the file name; JSON Lines on stdout)",
+    )
     export.add_argument("--base-url", help="read from this Docker Hub instead (a simulator)")
-    export.add_argument("--namespace", "--org", dest="namespace",
-                        help="namespace, organization or audit-log account (default: the "
-                             "connection's username or organization)")
+    export.add_argument(
+        "--namespace",
+        "--org",
+        dest="namespace",
+        help="namespace, organization or audit-log account (default: the "
+        "connection's username or organization)",
+    )
     export.add_argument("--repository", help="repository NAME or NAMESPACE/NAME")
     export.add_argument("--tag", help="tag name (tag)")
     export.add_argument("--team", help="team name (team-members)")
     export.add_argument("--name", help="repositories: name filter; audit-log: object name")
     export.add_argument("--ordering", choices=ORDERINGS, help="repositories' order")
-    export.add_argument("--page-size", type=int, metavar="N",
-                        help="items per page, 1-100 (default 10; audit-log 25)")
+    export.add_argument(
+        "--page-size",
+        type=int,
+        metavar="N",
+        help="items per page, 1-100 (default 10; audit-log 25)",
+    )
     export.add_argument("--search", help="members, teams, team-members: search term")
     export.add_argument("--role", choices=ROLES, help="members: role filter")
     export.add_argument("--type", choices=MEMBER_TYPES, help="members: member type filter")
     export.add_argument("--invitees", action="store_true", help="members: include invitees")
-    export.add_argument("--teams", action="store_true",
-                        help="members: add each member's teams (the access review)")
-    export.add_argument("--from", "--since", dest="since", metavar="DATE",
-                        help="audit-log: from this date or date-time")
+    export.add_argument(
+        "--teams", action="store_true", help="members: add each member's teams (the access review)"
+    )
+    export.add_argument(
+        "--from",
+        "--since",
+        dest="since",
+        metavar="DATE",
+        help="audit-log: from this date or date-time",
+    )
     export.add_argument("--until", metavar="DATE", help="audit-log: up to this date (inclusive)")
     export.add_argument("--action", help="audit-log: action, e.g. repo.push, team.member.add")
     export.add_argument("--actor", help="audit-log: who acted")

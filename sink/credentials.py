@@ -98,9 +98,7 @@ def check_accepted(credentials: Credentials, accepted: list[str], what: str) -> 
     if credentials.kind in accepted:
         return
     wanted = " or ".join(KIND_NAMES[kind] for kind in accepted)
-    message = (
-        f"{what} needs {wanted}; the connection has {KIND_NAMES[credentials.kind]}"
-    )
+    message = f"{what} needs {wanted}; the connection has {KIND_NAMES[credentials.kind]}"
     if "oat" in accepted and credentials.kind == "pat":
         message += (
             ". Use an organization access token: identifier = the organization name, "

@@ -27,8 +27,11 @@ if TYPE_CHECKING:
     from sink.preview import PreviewReport
     from sink.run import RunSummary, TestResult
 
-CREDENTIAL_NAMES = {"pat": "personal access token", "oat": "organization access token",
-                    "password": "password"}
+CREDENTIAL_NAMES = {
+    "pat": "personal access token",
+    "oat": "organization access token",
+    "password": "password",
+}
 
 
 def _console(stderr: bool = False) -> Console:
@@ -216,9 +219,7 @@ def print_run_summary(destination: Destination, summary: RunSummary) -> None:
     console.print(f"Sent to:   {destination.base_url}")
     console.print(f"Responses: {outputs.responses or _shown_url(outputs.webhook or '')}")
     if counts.rejected or counts.failed:
-        console.print(
-            f"Rejects:   {outputs.rejects} (copy, fix and replay them with --input)"
-        )
+        console.print(f"Rejects:   {outputs.rejects} (copy, fix and replay them with --input)")
     if outputs.vault is not None:
         console.print(f"Vault:     {outputs.vault} ({counts.secrets} secrets, mode 0600)")
     console.print(f"Ledger:    {outputs.ledger} (`sink status` shows it)")
@@ -290,7 +291,10 @@ def print_status(path: Path, counts: dict[str, int], attention: list[Entry]) -> 
         for entry in attention:
             position = "" if entry.position is None else str(entry.position + 1)
             table.add_row(
-                position, entry.key, entry.state, str(entry.http_status or ""),
+                position,
+                entry.key,
+                entry.state,
+                str(entry.http_status or ""),
                 escape(entry.note or ""),
             )
         console.print(table)

@@ -142,14 +142,11 @@ async def _repositories(reader: HubReader, namespace: str, options: ExportOption
     if _choice(options.ordering, ORDERINGS, "--ordering"):
         params["ordering"] = options.ordering
     path = f"/v2/namespaces/{segment(namespace)}/repositories"
-    async for item in reader.items(path, params=params, page_size=_page_size(options),
-                                   strict=True):
+    async for item in reader.items(path, params=params, page_size=_page_size(options), strict=True):
         yield item
 
 
-async def _repository_details(
-    reader: HubReader, namespace: str, options: ExportOptions
-) -> Records:
+async def _repository_details(reader: HubReader, namespace: str, options: ExportOptions) -> Records:
     namespace, name = _repository(options, namespace)
     body = await reader.get_json(
         f"/v2/namespaces/{segment(namespace)}/repositories/{segment(name)}"
@@ -179,8 +176,9 @@ async def _tag(reader: HubReader, namespace: str, options: ExportOptions) -> Rec
 
 async def _team_names(reader: HubReader, org: str, page_size: int) -> list[str]:
     names = []
-    async for team in reader.items(f"/v2/orgs/{segment(org)}/groups", page_size=page_size,
-                                   strict=True):
+    async for team in reader.items(
+        f"/v2/orgs/{segment(org)}/groups", page_size=page_size, strict=True
+    ):
         if isinstance(team.get("name"), str):
             names.append(team["name"])
     return names
@@ -213,8 +211,9 @@ async def _members(reader: HubReader, org: str, options: ExportOptions) -> Recor
     if options.invitees:
         params["invites"] = "true"
         params.setdefault("type", "all")
-    async for member in reader.items(f"/v2/orgs/{segment(org)}/members", params=params,
-                                     page_size=size, strict=True):
+    async for member in reader.items(
+        f"/v2/orgs/{segment(org)}/members", params=params, page_size=size, strict=True
+    ):
         invitee = str(member.get("role", "")).casefold() == "invitee"
         member["status"] = "pending" if invitee else "active"
         if options.teams:
@@ -226,8 +225,9 @@ async def _members(reader: HubReader, org: str, options: ExportOptions) -> Recor
 
 async def _teams(reader: HubReader, org: str, options: ExportOptions) -> Records:
     params = {"search": options.search} if options.search else None
-    async for team in reader.items(f"/v2/orgs/{segment(org)}/groups", params=params,
-                                   page_size=_page_size(options), strict=True):
+    async for team in reader.items(
+        f"/v2/orgs/{segment(org)}/groups", params=params, page_size=_page_size(options), strict=True
+    ):
         yield team
 
 
@@ -240,8 +240,9 @@ async def _all_team_members(reader: HubReader, org: str, options: ExportOptions)
 
 
 async def _invites(reader: HubReader, org: str, options: ExportOptions) -> Records:
-    async for invite in reader.items(f"/v2/orgs/{segment(org)}/invites", list_key="data",
-                                     strict=True):
+    async for invite in reader.items(
+        f"/v2/orgs/{segment(org)}/invites", list_key="data", strict=True
+    ):
         yield invite
 
 
@@ -250,14 +251,16 @@ def _without_secret(item: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _tokens(reader: HubReader, _: str, options: ExportOptions) -> Records:
-    async for token in reader.items("/v2/access-tokens", page_size=_page_size(options),
-                                    strict=True):
+    async for token in reader.items(
+        "/v2/access-tokens", page_size=_page_size(options), strict=True
+    ):
         yield _without_secret(token)
 
 
 async def _org_tokens(reader: HubReader, org: str, options: ExportOptions) -> Records:
-    async for token in reader.items(f"/v2/orgs/{segment(org)}/access-tokens",
-                                    page_size=_page_size(options), strict=True):
+    async for token in reader.items(
+        f"/v2/orgs/{segment(org)}/access-tokens", page_size=_page_size(options), strict=True
+    ):
         yield _without_secret(token)
 
 
@@ -279,9 +282,13 @@ async def _audit_log(reader: HubReader, account: str, options: ExportOptions) ->
         params["actor"] = options.actor
     if options.name:
         params["name"] = options.name
-    async for event in reader.items(f"/v2/auditlogs/{segment(account)}", list_key="logs",
-                                    params=params, page_size=_page_size(options, AUDIT_PAGE_SIZE),
-                                    strict=True):
+    async for event in reader.items(
+        f"/v2/auditlogs/{segment(account)}",
+        list_key="logs",
+        params=params,
+        page_size=_page_size(options, AUDIT_PAGE_SIZE),
+        strict=True,
+    ):
         yield event
 
 
@@ -469,8 +476,10 @@ class ParquetWriter:
         if self._schema is None:
             names = columns.settle()
             self._schema = pa.schema(
-                [pa.field(name, _arrow_type([r.get(name) for r in columns.pending]))
-                 for name in names]
+                [
+                    pa.field(name, _arrow_type([r.get(name) for r in columns.pending]))
+                    for name in names
+                ]
             )
             self._writer = pq.ParquetWriter(str(self.path), self._schema)
         if not columns.pending:
@@ -545,7 +554,10 @@ def format_of(target: str | None, fmt: str | None) -> str:
 
 @contextlib.contextmanager
 def open_writer(
-    target: str | None, fmt: str | None = None, *, stdout: IO[bytes] | None = None,
+    target: str | None,
+    fmt: str | None = None,
+    *,
+    stdout: IO[bytes] | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> Iterator[RecordWriter]:
     """A writer to ``target`` (``None`` or ``-``: standard output).
@@ -611,11 +623,13 @@ async def export_async(
 ) -> int:
     """Stream the export ``what`` into ``writer``; returns the number of records."""
     namespace = options.namespace or credentials.identifier
-    auth = HubAuth(credentials.identifier, credentials.secret,
-                   token_url=token_url_for(credentials.base_url))
+    auth = HubAuth(
+        credentials.identifier, credentials.secret, token_url=token_url_for(credentials.base_url)
+    )
     count = 0
-    async with make_client(credentials.base_url, auth, concurrency=2, timeout=60.0,
-                           transport=transport) as client:
+    async with make_client(
+        credentials.base_url, auth, concurrency=2, timeout=60.0, transport=transport
+    ) as client:
         reader = HubReader(client)
         async for record in records(reader, what, namespace, options):
             writer.write(record)

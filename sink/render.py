@@ -267,8 +267,13 @@ class Renderer:
             if fixed is not None and fused is not None:
                 payload = orjson.dumps(fused(data), default=_json_default)
                 return Request(
-                    self.method, fixed, self._json_static, payload, (record.key,),
-                    self.template_id, (record.index,),
+                    self.method,
+                    fixed,
+                    self._json_static,
+                    payload,
+                    (record.key,),
+                    self.template_id,
+                    (record.index,),
                 )
             path = self._path(data)
             if fused is not None:
@@ -456,8 +461,7 @@ def for_template(
     if batching.mode == "json_property" and template.batch is not None:
         if batching.property not in (None, template.batch.property):
             raise ConfigError(
-                f"{owner} batches records in {template.batch.property!r}, "
-                f"not {batching.property!r}"
+                f"{owner} batches records in {template.batch.property!r}, not {batching.property!r}"
             )
         merge = template.batch.property
     lookup = None

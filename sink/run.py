@@ -169,8 +169,13 @@ class _Run:
     """One run's state: outputs, ledger, the requests in flight."""
 
     def __init__(
-        self, destination: Destination, credentials: Credentials, options: RunOptions,
-        outputs: Outputs, client: httpx.AsyncClient, redactor: Redactor,
+        self,
+        destination: Destination,
+        credentials: Credentials,
+        options: RunOptions,
+        outputs: Outputs,
+        client: httpx.AsyncClient,
+        redactor: Redactor,
     ) -> None:
         config = destination.config
         self.destination = destination
@@ -191,8 +196,13 @@ class _Run:
             raise
 
     def _open(
-        self, destination: Destination, credentials: Credentials, outputs: Outputs,
-        client: httpx.AsyncClient, redactor: Redactor, vault: Vault | None,
+        self,
+        destination: Destination,
+        credentials: Credentials,
+        outputs: Outputs,
+        client: httpx.AsyncClient,
+        redactor: Redactor,
+        vault: Vault | None,
     ) -> None:
         config = destination.config
         self.ledger = Ledger(outputs.ledger, settle_batch=_SETTLE_BATCH)
@@ -467,8 +477,13 @@ class _Run:
             if lost:
                 note = f"{SECRET_LOST}: {outcome.error}"
             self.ledger.settle(
-                result.record.key, self.template_id, state, http_status=outcome.http_status,
-                resource_id=resource, note=note, position=result.record.index,
+                result.record.key,
+                self.template_id,
+                state,
+                http_status=outcome.http_status,
+                resource_id=resource,
+                note=note,
+                position=result.record.index,
             )
 
     def _take(self, outcome: Outcome) -> Carried:

@@ -26,20 +26,36 @@ def lines(path: Path) -> list[dict[str, Any]]:
 
 
 def make_log(tmp_path: Path, secret_fields: tuple[str, ...] = ("token",)) -> AuditLog:
-    return AuditLog(tmp_path / "out" / "audit.jsonl", who="alice",
-                    redactor=Redactor([PASSWORD]), secret_fields=secret_fields)
+    return AuditLog(
+        tmp_path / "out" / "audit.jsonl",
+        who="alice",
+        redactor=Redactor([PASSWORD]),
+        secret_fields=secret_fields,
+    )
 
 
 def pat_request(label: str) -> Request:
     body = {"token_label": label, "scopes": ["repo:read"]}
-    return Request("POST", HUB + "/v2/access-tokens", (("Content-Type", "application/json"),),
-                   orjson.dumps(body), (label,), "create-personal-access-token")
+    return Request(
+        "POST",
+        HUB + "/v2/access-tokens",
+        (("Content-Type", "application/json"),),
+        orjson.dumps(body),
+        (label,),
+        "create-personal-access-token",
+    )
 
 
 def test_a_call_is_one_line_with_who_what_and_the_outcome(tmp_path: Path) -> None:
     log = make_log(tmp_path)
-    outcome = Outcome(("ci-1",), Status.OK, 201, body={"token": NEW_PAT, "uuid": "u-1"},
-                      attempts=2, template="create-personal-access-token")
+    outcome = Outcome(
+        ("ci-1",),
+        Status.OK,
+        201,
+        body={"token": NEW_PAT, "uuid": "u-1"},
+        attempts=2,
+        template="create-personal-access-token",
+    )
     log.call(pat_request("ci-1"), outcome)
     log.close()
     [line] = lines(tmp_path / "out" / "audit.jsonl")
@@ -48,7 +64,10 @@ def test_a_call_is_one_line_with_who_what_and_the_outcome(tmp_path: Path) -> Non
     assert (line["method"], line["url"]) == ("POST", HUB + "/v2/access-tokens")
     assert line["keys"] == ["ci-1"]
     assert (line["status"], line["outcome"], line["attempts"], line["error"]) == (
-        201, "ok", 2, None
+        201,
+        "ok",
+        2,
+        None,
     )
     assert line["body"] == {"token_label": "ci-1", "scopes": ["repo:read"]}
     assert line["time"].endswith("Z") and len(line["time"]) == 20
@@ -58,8 +77,9 @@ def test_a_call_is_one_line_with_who_what_and_the_outcome(tmp_path: Path) -> Non
 
 def test_a_refusal_is_a_line_with_the_reason(tmp_path: Path) -> None:
     log = make_log(tmp_path)
-    request = Request("DELETE", HUB + "/v2/orgs/acme/members/alice", (), None, ("alice",),
-                      "remove-member")
+    request = Request(
+        "DELETE", HUB + "/v2/orgs/acme/members/alice", (), None, ("alice",), "remove-member"
+    )
     log.refusal(request, "refusing to remove alice: they are the last owner")
     log.close()
     [line] = lines(tmp_path / "out" / "audit.jsonl")
@@ -72,10 +92,16 @@ def test_secrets_in_bodies_urls_and_errors_are_redacted(tmp_path: Path) -> None:
     log = make_log(tmp_path, secret_fields=())
     # "secret" is the connection's own (the redactor knows it); "password" is one it does not
     # know: hidden because of the field's name.
-    body = {"identifier": "alice", "secret": PASSWORD, "password": "bob-builds-things-42",
-            "nested": [{"token": NEW_PAT, "label": "keep me"}], "note": f"see {JWT}"}
-    request = Request("POST", HUB + f"/v2/odd?x={PASSWORD}", (), orjson.dumps(body), ("k",),
-                      "manual")
+    body = {
+        "identifier": "alice",
+        "secret": PASSWORD,
+        "password": "bob-builds-things-42",
+        "nested": [{"token": NEW_PAT, "label": "keep me"}],
+        "note": f"see {JWT}",
+    }
+    request = Request(
+        "POST", HUB + f"/v2/odd?x={PASSWORD}", (), orjson.dumps(body), ("k",), "manual"
+    )
     outcome = Outcome(("k",), Status.FAILED, None, error=f"failed with {NEW_PAT} and {PASSWORD}")
     log.call(request, outcome)
     log.refusal(request, f"refused: {JWT}")

@@ -353,8 +353,9 @@ def test_the_bearer_goes_to_the_connections_origin_only(elsewhere: str) -> None:
         seen.append(request)
         return httpx.Response(200, json={"access_token": "eyJh.eyJzdWIiOiJ4In0.sig"})
 
-    auth = HubAuth("acme", "dckr_oat_Fake0Secret1For2Tests3", token_url=token_url_for(
-        "https://hub.docker.com"))
+    auth = HubAuth(
+        "acme", "dckr_oat_Fake0Secret1For2Tests3", token_url=token_url_for("https://hub.docker.com")
+    )
     with httpx.Client(transport=httpx.MockTransport(handler), auth=auth) as client:
         assert client.get("https://hub.docker.com:443/v2/orgs/acme").status_code == 200
         with pytest.raises(StopRun, match="refusing to send the Docker Hub credential"):

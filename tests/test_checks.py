@@ -40,10 +40,14 @@ REVOKED_PAT = "dckr_pat_Xw4Lq9Zr2Tn8Vb5Kc3Md7Hf1Gj"
 def seed() -> dict[str, Any]:
     doc: dict[str, Any] = yaml.safe_load(default_seed_text())
     acme = next(org for org in doc["orgs"] if org["name"] == "acme")
-    acme["access_tokens"].append({
-        "label": "members only", "token": MEMBERS_ONLY_OAT, "created_by": "alice",
-        "resources": [{"type": "TYPE_ORG", "path": "acme", "scopes": ["scope-member-read"]}],
-    })
+    acme["access_tokens"].append(
+        {
+            "label": "members only",
+            "token": MEMBERS_ONLY_OAT,
+            "created_by": "alice",
+            "resources": [{"type": "TYPE_ORG", "path": "acme", "scopes": ["scope-member-read"]}],
+        }
+    )
     return doc
 
 
@@ -71,12 +75,21 @@ def messages(results: list[CheckResult]) -> list[tuple[str, bool, str]]:
 def test_personal_checks_pass(hub: Simulator) -> None:
     results = check(hub, "alice", ALICE_PAT, "pat")
     assert messages(results) == [
-        ("Validate DockerHub API Connection", True,
-         'Successfully authenticated with DockerHub as "alice" (2 repositories in namespace).'),
-        ("List DockerHub Repositories", True,
-         "Successfully listed repositories in the alice namespace (2 total)."),
-        ("Verify DockerHub Tag Access", True,
-         'Successfully fetched tag listing for "alice/hello-world" (2 tags).'),
+        (
+            "Validate DockerHub API Connection",
+            True,
+            'Successfully authenticated with DockerHub as "alice" (2 repositories in namespace).',
+        ),
+        (
+            "List DockerHub Repositories",
+            True,
+            "Successfully listed repositories in the alice namespace (2 total).",
+        ),
+        (
+            "Verify DockerHub Tag Access",
+            True,
+            'Successfully fetched tag listing for "alice/hello-world" (2 tags).',
+        ),
     ]
     assert results[1].detail == "repositories: hello-world, notes"
 
@@ -84,12 +97,21 @@ def test_personal_checks_pass(hub: Simulator) -> None:
 def test_an_empty_namespace_skips_the_tag_check_and_says_so(hub: Simulator) -> None:
     results = check(hub, "dave", DAVE_PAT, "pat")
     assert messages(results) == [
-        ("Validate DockerHub API Connection", True,
-         'Successfully authenticated with DockerHub as "dave" (0 repositories in namespace).'),
-        ("List DockerHub Repositories", True,
-         "Successfully listed repositories in the dave namespace (0 total)."),
-        ("Verify DockerHub Tag Access", True,
-         'Namespace "dave" has no repositories yet; tag-access check skipped.'),
+        (
+            "Validate DockerHub API Connection",
+            True,
+            'Successfully authenticated with DockerHub as "dave" (0 repositories in namespace).',
+        ),
+        (
+            "List DockerHub Repositories",
+            True,
+            "Successfully listed repositories in the dave namespace (0 total).",
+        ),
+        (
+            "Verify DockerHub Tag Access",
+            True,
+            'Namespace "dave" has no repositories yet; tag-access check skipped.',
+        ),
     ]
     assert results[2].detail == TAGS_NOT_PROVEN
     assert "does not prove tag access" in results[2].detail
@@ -98,17 +120,26 @@ def test_an_empty_namespace_skips_the_tag_check_and_says_so(hub: Simulator) -> N
 def test_a_revoked_token_fails_every_personal_check(hub: Simulator) -> None:
     results = check(hub, "alice", REVOKED_PAT, "pat")
     assert messages(results) == [
-        ("Validate DockerHub API Connection", False,
-         "Unable to authenticate with DockerHub. Verify the username and Personal Access "
-         "Token, and confirm the PAT has not been revoked."),
-        ("List DockerHub Repositories", False,
-         "Unable to list DockerHub repositories. Ensure the Personal Access Token has at least "
-         "the Public Repo Read scope, and that the configured username matches a real "
-         "DockerHub namespace."),
-        ("Verify DockerHub Tag Access", False,
-         "Unable to fetch tag listings. This typically indicates the PAT lacks Repo:Read scope, "
-         "or the repository in the namespace is private and the PAT does not have access to "
-         "it."),
+        (
+            "Validate DockerHub API Connection",
+            False,
+            "Unable to authenticate with DockerHub. Verify the username and Personal Access "
+            "Token, and confirm the PAT has not been revoked.",
+        ),
+        (
+            "List DockerHub Repositories",
+            False,
+            "Unable to list DockerHub repositories. Ensure the Personal Access Token has at least "
+            "the Public Repo Read scope, and that the configured username matches a real "
+            "DockerHub namespace.",
+        ),
+        (
+            "Verify DockerHub Tag Access",
+            False,
+            "Unable to fetch tag listings. This typically indicates the PAT lacks Repo:Read scope, "
+            "or the repository in the namespace is private and the PAT does not have access to "
+            "it.",
+        ),
     ]
     assert [r.message for r in results] == [AUTH_FAILED, LIST_FAILED, TAGS_FAILED]
     assert "incorrect authentication credentials" in results[0].detail
@@ -116,8 +147,18 @@ def test_a_revoked_token_fails_every_personal_check(hub: Simulator) -> None:
 
 
 def test_a_failing_tag_listing_fails_only_the_tag_check(hub: Simulator) -> None:
-    hub.set_faults({"rules": [{"method": "GET", "error_rate": 1, "error_statuses": [500],
-                               "path": "/v2/namespaces/{ns}/repositories/{repo}/tags"}]})
+    hub.set_faults(
+        {
+            "rules": [
+                {
+                    "method": "GET",
+                    "error_rate": 1,
+                    "error_statuses": [500],
+                    "path": "/v2/namespaces/{ns}/repositories/{repo}/tags",
+                }
+            ]
+        }
+    )
     results = check(hub, "alice", ALICE_PAT, "pat")
     assert [r.ok for r in results] == [True, True, False]
     assert results[2].message == TAGS_FAILED
@@ -128,9 +169,13 @@ def test_the_organization_token_hint(hub: Simulator) -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v2/auth/token":
             return httpx.Response(200, json={"access_token": "not.a.jwt"})
-        return httpx.Response(403, json={
-            "message": "token issued from personal access token is not allowed",
-            "errinfo": None})
+        return httpx.Response(
+            403,
+            json={
+                "message": "token issued from personal access token is not allowed",
+                "errinfo": None,
+            },
+        )
 
     credentials = Credentials("https://hub.example.test", "alice", ALICE_PAT, "pat")
     results = asyncio.run(run_checks_async(credentials, transport=httpx.MockTransport(answer)))
@@ -142,12 +187,21 @@ def test_the_organization_token_hint(hub: Simulator) -> None:
 def test_organization_checks_pass(hub: Simulator) -> None:
     results = check(hub, "acme", ACME_OAT, "oat")
     assert messages(results) == [
-        ("Validate DockerHub Organization Access Token", True,
-         'Successfully authenticated with DockerHub as organization "acme".'),
-        ("List DockerHub Organization Members", True,
-         'Successfully listed members of the "acme" organization (4 members).'),
-        ("List DockerHub Organization Teams", True,
-         'Successfully listed teams of the "acme" organization (2 teams).'),
+        (
+            "Validate DockerHub Organization Access Token",
+            True,
+            'Successfully authenticated with DockerHub as organization "acme".',
+        ),
+        (
+            "List DockerHub Organization Members",
+            True,
+            'Successfully listed members of the "acme" organization (4 members).',
+        ),
+        (
+            "List DockerHub Organization Teams",
+            True,
+            'Successfully listed teams of the "acme" organization (2 teams).',
+        ),
     ]
 
 
@@ -155,14 +209,20 @@ def test_an_unauthorized_organization_token_is_explained(hub: Simulator) -> None
     results = check(hub, "acme", "dckr_oat_Revoked0000000000000000000000", "oat")
     assert messages(results) == [
         ("Validate DockerHub Organization Access Token", False, ORG_AUTH_UNAUTHORIZED),
-        ("List DockerHub Organization Members", False,
-         "Unable to list organization members: Unauthorized. Docker Hub refused the "
-         "Organization Access Token; verify it is active, has not expired and belongs to "
-         '"acme".'),
-        ("List DockerHub Organization Teams", False,
-         "Unable to list organization teams: Unauthorized. Docker Hub refused the "
-         "Organization Access Token; verify it is active, has not expired and belongs to "
-         '"acme".'),
+        (
+            "List DockerHub Organization Members",
+            False,
+            "Unable to list organization members: Unauthorized. Docker Hub refused the "
+            "Organization Access Token; verify it is active, has not expired and belongs to "
+            '"acme".',
+        ),
+        (
+            "List DockerHub Organization Teams",
+            False,
+            "Unable to list organization teams: Unauthorized. Docker Hub refused the "
+            "Organization Access Token; verify it is active, has not expired and belongs to "
+            '"acme".',
+        ),
     ]
     assert ORG_AUTH_UNAUTHORIZED.startswith("Unable to authenticate with DockerHub: Unauthorized.")
 
@@ -187,11 +247,12 @@ def test_an_unknown_organization_is_explained() -> None:
     results = asyncio.run(run_checks_async(credentials, transport=httpx.MockTransport(answer)))
     assert results[0].ok
     assert results[1].message == (
-        "Unable to list organization members: Organization not found. Verify that \"acne\" is "
+        'Unable to list organization members: Organization not found. Verify that "acne" is '
         "the organization's namespace on DockerHub (not its display name)."
     )
-    assert results[2].message.startswith("Unable to list organization teams: Organization not "
-                                         "found.")
+    assert results[2].message.startswith(
+        "Unable to list organization teams: Organization not found."
+    )
 
 
 def test_an_unreachable_hub_is_not_called_an_authentication_failure() -> None:
@@ -201,30 +262,47 @@ def test_an_unreachable_hub_is_not_called_an_authentication_failure() -> None:
     credentials = Credentials("https://hub.example.test", "alice", ALICE_PAT, "pat")
     results = asyncio.run(run_checks_async(credentials, transport=httpx.MockTransport(answer)))
     assert [r.ok for r in results] == [False, False, False]
-    assert all(r.message.startswith("Unable to reach DockerHub at https://hub.example.test")
-               for r in results)
+    assert all(
+        r.message.startswith("Unable to reach DockerHub at https://hub.example.test")
+        for r in results
+    )
 
 
 # -- sink check ---------------------------------------------------------------------------------
 
 
-def sink_check(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-               *argv: str) -> tuple[int, str, str]:
+def sink_check(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str
+) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
     code = cli.main(["check", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
 
-def test_exit_codes(hub: Simulator, monkeypatch: pytest.MonkeyPatch,
-                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_exit_codes(
+    hub: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = ConnectionStore()
-    store.add(new_connection("personal", name="good", identifier="alice", secret=ALICE_PAT,
-                             base_url=hub.url))
-    store.add(new_connection("personal", name="revoked", identifier="alice",
-                             secret=REVOKED_PAT, base_url=hub.url))
-    store.add(new_connection("organization", name="acme", identifier="acme",
-                             secret=MEMBERS_ONLY_OAT, base_url="https://hub.example.test"))
+    store.add(
+        new_connection(
+            "personal", name="good", identifier="alice", secret=ALICE_PAT, base_url=hub.url
+        )
+    )
+    store.add(
+        new_connection(
+            "personal", name="revoked", identifier="alice", secret=REVOKED_PAT, base_url=hub.url
+        )
+    )
+    store.add(
+        new_connection(
+            "organization",
+            name="acme",
+            identifier="acme",
+            secret=MEMBERS_ONLY_OAT,
+            base_url="https://hub.example.test",
+        )
+    )
 
     code, out, _ = sink_check(monkeypatch, capsys, "good")
     assert code == 0

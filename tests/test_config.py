@@ -34,30 +34,41 @@ def test_template_or_manual_exactly_one() -> None:
     with pytest.raises(ConfigError, match="exactly one of template"):
         parse_config({"connection": CONNECTION})
     with pytest.raises(ConfigError, match="exactly one of template"):
-        parse_config({"connection": CONNECTION, "template": "t",
-                      "manual": {"method": "POST", "url": "/v2/x"}})
+        parse_config(
+            {
+                "connection": CONNECTION,
+                "template": "t",
+                "manual": {"method": "POST", "url": "/v2/x"},
+            }
+        )
 
 
 def test_connection_needs_an_identifier_and_one_secret_source() -> None:
     with pytest.raises(ConfigError, match="identifier"):
         parse_config({"connection": {"secret_env": "X"}, "template": "t"})
     with pytest.raises(ConfigError, match="only one of"):
-        parse_config({"connection": {"identifier": "a", "secret_env": "X", "secret_file": "f"},
-                      "template": "t"})
+        parse_config(
+            {
+                "connection": {"identifier": "a", "secret_env": "X", "secret_file": "f"},
+                "template": "t",
+            }
+        )
 
 
 def test_base_url_is_scheme_and_host_only() -> None:
     with pytest.raises(ConfigError, match="base_url"):
-        parse_config({"connection": {**CONNECTION, "base_url": "https://hub.docker.com/v2"},
-                      "template": "t"})
+        parse_config(
+            {"connection": {**CONNECTION, "base_url": "https://hub.docker.com/v2"}, "template": "t"}
+        )
 
 
 def test_batching_rules() -> None:
     with pytest.raises(ConfigError, match="function"):
         parse_config({"connection": CONNECTION, "template": "t", "batching": {"mode": "code"}})
     with pytest.raises(ConfigError, match="only used by json_property"):
-        parse_config({"connection": CONNECTION, "template": "t",
-                      "batching": {"property": "invitees"}})
+        parse_config(
+            {"connection": CONNECTION, "template": "t", "batching": {"property": "invitees"}}
+        )
 
 
 def test_bind_names_missing_settings_and_unknown_templates(tmp_path: Path) -> None:
@@ -70,11 +81,14 @@ def test_bind_names_missing_settings_and_unknown_templates(tmp_path: Path) -> No
 
 
 def test_json_property_batching_needs_a_batching_template(tmp_path: Path) -> None:
-    config = parse_config({
-        "connection": CONNECTION, "template": "create-repository",
-        "settings": {"namespace": "a"},
-        "batching": {"mode": "json_property", "property": "x"},
-    })
+    config = parse_config(
+        {
+            "connection": CONNECTION,
+            "template": "create-repository",
+            "settings": {"namespace": "a"},
+            "batching": {"mode": "json_property", "property": "x"},
+        }
+    )
     with pytest.raises(ConfigError, match="one record per request"):
         bind(config, tmp_path)
 

@@ -51,8 +51,9 @@ def key_file(tmp_path: Path) -> Path:
 
 
 def personal(name: str = "alice-hub", secret: str = ALICE_PAT, base: str = "") -> Connection:
-    return new_connection("personal", name=name, identifier="alice", secret=secret,
-                          base_url=base or None)
+    return new_connection(
+        "personal", name=name, identifier="alice", secret=secret, base_url=base or None
+    )
 
 
 def message_of(excinfo: pytest.ExceptionInfo[ConfigError]) -> str:
@@ -67,7 +68,10 @@ def test_username_and_instance_name_are_trimmed() -> None:
         "personal", name="  prod hub  ", identifier="  alice ", secret=f" {ALICE_PAT}\n"
     )
     assert (connection.name, connection.identifier, connection.secret) == (
-        "prod hub", "alice", ALICE_PAT)
+        "prod hub",
+        "alice",
+        ALICE_PAT,
+    )
     assert connection.base_url == "https://hub.docker.com"
 
 
@@ -99,9 +103,11 @@ def test_an_instance_name_of_only_spaces_is_rejected() -> None:
     with pytest.raises(ConfigError) as excinfo:
         new_connection("personal", name=" \t ", identifier="alice", secret=ALICE_PAT)
     assert "Instance Name is required to distinguish multiple DockerHub connections." in (
-        message_of(excinfo))
+        message_of(excinfo)
+    )
     assert INSTANCE_NAME_REQUIRED == (
-        "Instance Name is required to distinguish multiple DockerHub connections.")
+        "Instance Name is required to distinguish multiple DockerHub connections."
+    )
 
 
 def test_every_problem_is_named_at_once() -> None:
@@ -117,7 +123,8 @@ def test_organization_fields_are_checked_likewise() -> None:
     with pytest.raises(ConfigError) as excinfo:
         new_connection("organization", name="acme", identifier="  ", secret="  ")
     assert message_of(excinfo) == (
-        "Organization Name is required. Organization Access Token is required.")
+        "Organization Name is required. Organization Access Token is required."
+    )
     with pytest.raises(ConfigError) as excinfo:
         new_connection("organization", name="acme", identifier="", secret=ACME_OAT)
     assert message_of(excinfo) == "Organization Name: This field is required"
@@ -132,8 +139,9 @@ def test_a_token_of_the_other_kind_is_refused() -> None:
 
 def test_a_bad_base_url_or_kind_is_refused() -> None:
     with pytest.raises(ConfigError, match="scheme and host only"):
-        new_connection("personal", name="x", identifier="alice", secret=ALICE_PAT,
-                       base_url="hub.docker.com/v2")
+        new_connection(
+            "personal", name="x", identifier="alice", secret=ALICE_PAT, base_url="hub.docker.com/v2"
+        )
     with pytest.raises(ConfigError, match="unknown connection kind 'robot'"):
         new_connection("robot", name="x", identifier="alice", secret=ALICE_PAT)
 
@@ -143,8 +151,9 @@ def test_a_bad_base_url_or_kind_is_refused() -> None:
 
 def test_edit_keeps_blank_fields() -> None:
     stored = personal(base="http://127.0.0.1:9")
-    renamed = edited_connection(stored, name="  renamed  ", identifier="", secret="   ",
-                                base_url=None)
+    renamed = edited_connection(
+        stored, name="  renamed  ", identifier="", secret="   ", base_url=None
+    )
     assert renamed == Connection("renamed", "personal", "alice", ALICE_PAT, "http://127.0.0.1:9")
     retokened = edited_connection(stored, secret=OTHER_PAT)
     assert (retokened.name, retokened.secret) == ("alice-hub", OTHER_PAT)
@@ -155,25 +164,31 @@ def test_edit_without_a_value_for_a_required_field_is_rejected() -> None:
     with pytest.raises(ConfigError) as excinfo:
         edited_connection(org, kind="personal", identifier="alice")
     assert message_of(excinfo) == (
-        "Username, Personal Access Token, and Instance Name are required.")
+        "Username, Personal Access Token, and Instance Name are required."
+    )
     with pytest.raises(ConfigError) as excinfo:
         edited_connection(personal(), kind="organization")
     assert message_of(excinfo) == (
-        "Organization Name, Organization Access Token, and Instance Name are required.")
+        "Organization Name, Organization Access Token, and Instance Name are required."
+    )
 
 
 def test_edit_changes_kind_with_new_values() -> None:
-    edited = edited_connection(personal(), kind="organization", identifier="acme",
-                               secret=ACME_OAT)
+    edited = edited_connection(personal(), kind="organization", identifier="acme", secret=ACME_OAT)
     assert (edited.kind, edited.identifier, edited.secret, edited.name) == (
-        "organization", "acme", ACME_OAT, "alice-hub")
+        "organization",
+        "acme",
+        ACME_OAT,
+        "alice-hub",
+    )
 
 
 # -- the store ----------------------------------------------------------------------------------
 
 
-def test_store_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch,
-                                              tmp_path: Path) -> None:
+def test_store_folder_follows_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("SINK_HOME", str(tmp_path / "a"))
     assert store_folder() == tmp_path / "a"
     monkeypatch.delenv("SINK_HOME")
@@ -203,7 +218,8 @@ def test_secrets_are_encrypted_at_rest(home: Path, key_file: Path) -> None:
     assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
     assert store.get("alice-hub").secret == ALICE_PAT
     assert store.get("acme").credentials() == Credentials(
-        "https://hub.docker.com", "acme", ACME_OAT, "oat")
+        "https://hub.docker.com", "acme", ACME_OAT, "oat"
+    )
 
 
 def test_a_wrong_key_fails_clearly(key_file: Path) -> None:
@@ -213,7 +229,8 @@ def test_a_wrong_key_fails_clearly(key_file: Path) -> None:
         ConnectionStore().get("alice-hub")
     message = message_of(excinfo)
     assert message.startswith(
-        "cannot decrypt the stored secret of connection 'alice-hub': the key does not match")
+        "cannot decrypt the stored secret of connection 'alice-hub': the key does not match"
+    )
     assert str(key_file) in message and ALICE_PAT not in message
 
 
@@ -400,7 +417,8 @@ def test_names_are_unique_and_rename_keeps_the_secret() -> None:
 def test_load_credentials_for_configs(hub: Simulator) -> None:
     ConnectionStore().add(personal(base="https://hub.example.test"))
     assert load_credentials("alice-hub") == Credentials(
-        "https://hub.example.test", "alice", ALICE_PAT, "pat")
+        "https://hub.example.test", "alice", ALICE_PAT, "pat"
+    )
     assert load_credentials("alice-hub", base_url=hub.url).base_url == hub.url
     with pytest.raises(ConfigError, match="no stored connection named 'nope'"):
         load_credentials("nope")
@@ -411,8 +429,15 @@ def test_load_credentials_for_configs(hub: Simulator) -> None:
 
 def _args(**given: object) -> argparse.Namespace:
     values: dict[str, object] = {
-        "kind": None, "instance_name": None, "username": None, "org": None, "token": None,
-        "token_stdin": False, "password_stdin": False, "base_url": None, "no_verify": True,
+        "kind": None,
+        "instance_name": None,
+        "username": None,
+        "org": None,
+        "token": None,
+        "token_stdin": False,
+        "password_stdin": False,
+        "base_url": None,
+        "no_verify": True,
     }
     values.update(given)
     return argparse.Namespace(**values)
@@ -425,9 +450,13 @@ def test_prompts_ask_again_until_valid_and_never_echo_the_secret() -> None:
     prompter = Prompter(True, stdin=answers, err=err, ask_secret=lambda _: next(secrets))
     connection, count = add_connection(_args(), prompter, ConnectionStore(), None)
     assert count is None
-    assert (connection.kind, connection.name, connection.identifier, connection.secret,
-            connection.base_url) == ("personal", "prod", "alice", ALICE_PAT,
-                                     "https://hub.docker.com")
+    assert (
+        connection.kind,
+        connection.name,
+        connection.identifier,
+        connection.secret,
+        connection.base_url,
+    ) == ("personal", "prod", "alice", ALICE_PAT, "https://hub.docker.com")
     said = err.getvalue()
     assert said.count("This field is required\n") == 3  # instance name, username, token
     assert "Instance Name is required to distinguish multiple DockerHub connections.\n" in said
@@ -438,8 +467,9 @@ def test_prompts_ask_again_until_valid_and_never_echo_the_secret() -> None:
 # -- the command line ---------------------------------------------------------------------------
 
 
-def sink(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str,
-         stdin: str = "") -> tuple[int, str, str]:
+def sink(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str, stdin: str = ""
+) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     code = cli.main(list(argv))
     out, err = capsys.readouterr()
@@ -447,12 +477,25 @@ def sink(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *a
 
 
 def test_cli_add_verifies_and_never_prints_the_secret(
-    hub: Simulator, home: Path, monkeypatch: pytest.MonkeyPatch,
+    hub: Simulator,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, err = sink(monkeypatch, capsys, "connection", "add", "--username", "alice",
-                          "--instance-name", "alice-hub", "--token-stdin", "--base-url", hub.url,
-                          stdin=ALICE_PAT + "\n")
+    code, out, err = sink(
+        monkeypatch,
+        capsys,
+        "connection",
+        "add",
+        "--username",
+        "alice",
+        "--instance-name",
+        "alice-hub",
+        "--token-stdin",
+        "--base-url",
+        hub.url,
+        stdin=ALICE_PAT + "\n",
+    )
     assert code == 0, err
     assert "verified: 2 repositories in namespace alice" in out
     code, out, err = sink(monkeypatch, capsys, "connection", "show", "alice-hub")
@@ -460,26 +503,54 @@ def test_cli_add_verifies_and_never_prints_the_secret(
     assert "Personal Access Token: ••••••••9XBd" in out
     assert ALICE_PAT not in out + err
     code, out, _ = sink(monkeypatch, capsys, "connection", "list", "--json")
-    assert orjson.loads(out) == [{"name": "alice-hub", "kind": "personal",
-                                  "identifier": "alice", "base_url": hub.url}]
+    assert orjson.loads(out) == [
+        {"name": "alice-hub", "kind": "personal", "identifier": "alice", "base_url": hub.url}
+    ]
     assert ALICE_PAT not in out
 
 
 def test_cli_add_refuses_a_connection_that_does_not_work(
-    hub: Simulator, home: Path, monkeypatch: pytest.MonkeyPatch,
+    hub: Simulator,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, err = sink(monkeypatch, capsys, "connection", "add", "--username", "alice",
-                          "--instance-name", "broken", "--token-stdin", "--base-url", hub.url,
-                          stdin=OTHER_PAT + "\n")
+    code, out, err = sink(
+        monkeypatch,
+        capsys,
+        "connection",
+        "add",
+        "--username",
+        "alice",
+        "--instance-name",
+        "broken",
+        "--token-stdin",
+        "--base-url",
+        hub.url,
+        stdin=OTHER_PAT + "\n",
+    )
     assert code == 2
-    assert "Unable to authenticate with DockerHub. Verify the username and Personal Access " \
-           "Token, and confirm the PAT has not been revoked." in err
+    assert (
+        "Unable to authenticate with DockerHub. Verify the username and Personal Access "
+        "Token, and confirm the PAT has not been revoked." in err
+    )
     assert OTHER_PAT not in out + err
     assert ConnectionStore().names() == []
-    code, _, _ = sink(monkeypatch, capsys, "connection", "add", "--username", "alice",
-                      "--instance-name", "unchecked", "--token-stdin", "--base-url", hub.url,
-                      "--no-verify", stdin=OTHER_PAT + "\n")
+    code, _, _ = sink(
+        monkeypatch,
+        capsys,
+        "connection",
+        "add",
+        "--username",
+        "alice",
+        "--instance-name",
+        "unchecked",
+        "--token-stdin",
+        "--base-url",
+        hub.url,
+        "--no-verify",
+        stdin=OTHER_PAT + "\n",
+    )
     assert code == 0
     assert ConnectionStore().names() == ["unchecked"]
 
@@ -487,18 +558,59 @@ def test_cli_add_refuses_a_connection_that_does_not_work(
 def test_cli_messages_without_a_terminal(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = sink(monkeypatch, capsys, "connection", "add", "--username", "   ",
-                        "--instance-name", "x", "--token", ALICE_PAT, "--no-verify")
+    code, _, err = sink(
+        monkeypatch,
+        capsys,
+        "connection",
+        "add",
+        "--username",
+        "   ",
+        "--instance-name",
+        "x",
+        "--token",
+        ALICE_PAT,
+        "--no-verify",
+    )
     assert code == 2 and "Username is required." in err
-    code, _, err = sink(monkeypatch, capsys, "connection", "add", "--username", "alice",
-                        "--instance-name", "x", "--no-verify")
+    code, _, err = sink(
+        monkeypatch,
+        capsys,
+        "connection",
+        "add",
+        "--username",
+        "alice",
+        "--instance-name",
+        "x",
+        "--no-verify",
+    )
     assert code == 2 and "Personal Access Token is required." in err
-    code, _, err = sink(monkeypatch, capsys, "connection", "add", "--username", "",
-                        "--instance-name", "x", "--token", ALICE_PAT, "--no-verify")
+    code, _, err = sink(
+        monkeypatch,
+        capsys,
+        "connection",
+        "add",
+        "--username",
+        "",
+        "--instance-name",
+        "x",
+        "--token",
+        ALICE_PAT,
+        "--no-verify",
+    )
     assert code == 2 and "This field is required" in err
-    code, _, err = sink(monkeypatch, capsys, "connection", "add", "--org", "acme",
-                        "--instance-name", " ", "--token-stdin", "--no-verify",
-                        stdin=ACME_OAT + "\n")
+    code, _, err = sink(
+        monkeypatch,
+        capsys,
+        "connection",
+        "add",
+        "--org",
+        "acme",
+        "--instance-name",
+        " ",
+        "--token-stdin",
+        "--no-verify",
+        stdin=ACME_OAT + "\n",
+    )
     assert code == 2
     assert "Instance Name is required to distinguish multiple DockerHub connections." in err
 
@@ -507,17 +619,20 @@ def test_cli_edit_renames_without_the_token(
     hub: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ConnectionStore().add(personal(base=hub.url))
-    code, out, err = sink(monkeypatch, capsys, "connection", "edit", "alice-hub",
-                          "--instance-name", "alice")
+    code, out, err = sink(
+        monkeypatch, capsys, "connection", "edit", "alice-hub", "--instance-name", "alice"
+    )
     assert code == 0, err
     assert "not verified" in out  # only the name changed: nothing to verify
     assert ConnectionStore().get("alice").secret == ALICE_PAT
-    code, _, err = sink(monkeypatch, capsys, "connection", "edit", "alice", "--kind",
-                        "organization", "--no-verify")
+    code, _, err = sink(
+        monkeypatch, capsys, "connection", "edit", "alice", "--kind", "organization", "--no-verify"
+    )
     assert code == 2
     assert "Organization Name, Organization Access Token, and Instance Name are required." in err
-    code, _, err = sink(monkeypatch, capsys, "connection", "edit", "alice", "--token-stdin",
-                        stdin=OTHER_PAT + "\n")
+    code, _, err = sink(
+        monkeypatch, capsys, "connection", "edit", "alice", "--token-stdin", stdin=OTHER_PAT + "\n"
+    )
     assert code == 2 and "Unable to authenticate with DockerHub." in err
     assert ConnectionStore().get("alice").secret == ALICE_PAT
     code, _, _ = sink(monkeypatch, capsys, "connection", "remove", "alice")
@@ -531,8 +646,16 @@ def test_cli_edit_replaces_a_secret_the_key_cannot_read(
     key_file.write_bytes(Fernet.generate_key())
     code, _, err = sink(monkeypatch, capsys, "connection", "show", "alice-hub")
     assert code == 2 and "the key does not match" in err
-    code, _, err = sink(monkeypatch, capsys, "connection", "edit", "alice-hub", "--token-stdin",
-                        "--no-verify", stdin=OTHER_PAT + "\n")
+    code, _, err = sink(
+        monkeypatch,
+        capsys,
+        "connection",
+        "edit",
+        "alice-hub",
+        "--token-stdin",
+        "--no-verify",
+        stdin=OTHER_PAT + "\n",
+    )
     assert code == 0, err
     assert ConnectionStore().get("alice-hub").secret == OTHER_PAT
     assert os.path.exists(key_file)
@@ -546,6 +669,10 @@ def test_connection_help_says_where_the_key_lives(
         cli.main(["connection", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "kept apart from the store" in text
-    for place in ("OS keyring", "$SINK_KEY_FILE", "$XDG_STATE_HOME/sink/connections.key",
-                  "~/.local/state/sink/connections.key"):
+    for place in (
+        "OS keyring",
+        "$SINK_KEY_FILE",
+        "$XDG_STATE_HOME/sink/connections.key",
+        "~/.local/state/sink/connections.key",
+    ):
         assert place in text

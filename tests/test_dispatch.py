@@ -494,8 +494,11 @@ async def test_429_holds_back_every_worker_until_retry_after_ends() -> None:
 
 def plentiful_quota(clock: FakeClock) -> dict[str, str]:
     """Hub's rate-limit headers with nearly all of a large quota left."""
-    return {"X-RateLimit-Limit": "100000", "X-RateLimit-Remaining": "99000",
-            "X-RateLimit-Reset": str(int(clock.wall()) + 60)}
+    return {
+        "X-RateLimit-Limit": "100000",
+        "X-RateLimit-Remaining": "99000",
+        "X-RateLimit-Reset": str(int(clock.wall()) + 60),
+    }
 
 
 @pytest.mark.anyio
@@ -712,8 +715,7 @@ async def test_a_record_waiting_to_be_retried_leaves_its_place_on_the_wire() -> 
         first_try = [n for _, n in sends].count(name) == 1
         return httpx.Response(503 if name == "app-0" and first_try else 201, json={})
 
-    dispatcher = make_dispatcher(handler, clock, concurrency=1, backoff_base=20.0,
-                                 backoff_cap=20.0)
+    dispatcher = make_dispatcher(handler, clock, concurrency=1, backoff_base=20.0, backoff_cap=20.0)
     requests = (make_request(n, method="PUT") for n in range(4))  # safe to send again
     outcomes = await clock.drive(collect(dispatcher, requests))
     assert [o.status for o in outcomes].count(Status.OK) == 4
@@ -1153,10 +1155,13 @@ async def test_429s_without_a_retry_after_stop_at_the_time_limit() -> None:
         ({"Retry-After": "1000000000"}, "Retry-After: 1000000000"),
         ({"Retry-After": "301"}, "Retry-After: 301"),
         (
-            {"Retry-After": format_datetime(datetime.fromtimestamp(NOW + 86_400, tz=UTC),
-                                            usegmt=True)},
-            "Retry-After: " + format_datetime(datetime.fromtimestamp(NOW + 86_400, tz=UTC),
-                                              usegmt=True),
+            {
+                "Retry-After": format_datetime(
+                    datetime.fromtimestamp(NOW + 86_400, tz=UTC), usegmt=True
+                )
+            },
+            "Retry-After: "
+            + format_datetime(datetime.fromtimestamp(NOW + 86_400, tz=UTC), usegmt=True),
         ),
         ({"X-Retry-After": str(int(NOW) + 7200)}, f"X-Retry-After: {int(NOW) + 7200}"),
     ],
@@ -1189,9 +1194,11 @@ async def test_the_hard_ceiling_caps_a_wait_that_retry_max_seconds_would_allow()
     assert all(s <= MAX_WAIT for s in clock.sleeps)
 
 
-def hub_client(token_answer: Callable[[httpx.Request], httpx.Response],
-               api: Callable[[httpx.Request], httpx.Response] | None = None,
-               seen: list[httpx.Request] | None = None) -> httpx.AsyncClient:
+def hub_client(
+    token_answer: Callable[[httpx.Request], httpx.Response],
+    api: Callable[[httpx.Request], httpx.Response] | None = None,
+    seen: list[httpx.Request] | None = None,
+) -> httpx.AsyncClient:
     from sink.auth import HubAuth, token_url_for
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -1201,21 +1208,30 @@ def hub_client(token_answer: Callable[[httpx.Request], httpx.Response],
             return token_answer(request)
         return api(request) if api is not None else httpx.Response(201, json={})
 
-    auth = HubAuth("acme", "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ",
-                   token_url=token_url_for(BASE))
+    auth = HubAuth(
+        "acme", "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ", token_url=token_url_for(BASE)
+    )
     return httpx.AsyncClient(transport=httpx.MockTransport(handler), auth=auth)
 
 
 @pytest.mark.anyio
-async def test_a_429_on_the_token_exchange_asking_too_long_stops_the_run_and_sends_nothing(
-) -> None:
+async def test_a_429_on_the_token_exchange_asking_too_long_stops_the_run_and_sends_nothing() -> (
+    None
+):
     from sink.errors import WaitTooLong
 
     clock = FakeClock()
     seen: list[httpx.Request] = []
     client = hub_client(lambda r: throttled("1000000000"), seen=seen)
-    dispatcher = Dispatcher(client, concurrency=2, clock=clock.monotonic, wall=clock.wall,
-                            sleep=clock.sleep, follow_quota=False, max_elapsed=300.0)
+    dispatcher = Dispatcher(
+        client,
+        concurrency=2,
+        clock=clock.monotonic,
+        wall=clock.wall,
+        sleep=clock.sleep,
+        follow_quota=False,
+        max_elapsed=300.0,
+    )
     outcomes: list[Outcome] = []
     taken: list[tuple[str, ...]] = []
 
@@ -1244,8 +1260,14 @@ async def test_a_short_429_on_the_token_exchange_holds_everyone_then_goes_on() -
     clock = FakeClock()
     answers = [throttled("0"), httpx.Response(200, json={"access_token": "eyJh.eyJ9.c2ln"})]
     client = hub_client(lambda r: answers.pop(0) if len(answers) > 1 else answers[0])
-    dispatcher = Dispatcher(client, clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep,
-                            follow_quota=False, max_attempts=1)
+    dispatcher = Dispatcher(
+        client,
+        clock=clock.monotonic,
+        wall=clock.wall,
+        sleep=clock.sleep,
+        follow_quota=False,
+        max_attempts=1,
+    )
     outcome = await dispatcher.send(make_request())
     assert outcome.status is Status.OK  # a 429 does not use up the attempts
     assert dispatcher.stats.rate_limited == 1
@@ -1260,8 +1282,14 @@ async def test_a_token_exchange_that_times_out_leaves_the_request_not_sent_not_i
     clock = FakeClock()
     seen: list[httpx.Request] = []
     client = hub_client(timeout, seen=seen)
-    dispatcher = Dispatcher(client, clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep,
-                            follow_quota=False, max_attempts=2)
+    dispatcher = Dispatcher(
+        client,
+        clock=clock.monotonic,
+        wall=clock.wall,
+        sleep=clock.sleep,
+        follow_quota=False,
+        max_attempts=2,
+    )
     outcome = await dispatcher.send(make_request())
     assert outcome.status is Status.FAILED
     assert {r.url.path for r in seen} == {"/v2/auth/token"}
@@ -1289,10 +1317,13 @@ async def until(check: Callable[[], bool]) -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("answer", [
-    httpx.Response(429, json={}, headers={"Retry-After": "120"}),  # the pacer's shared hold
-    httpx.Response(503, json={}),  # a backoff
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(429, json={}, headers={"Retry-After": "120"}),  # the pacer's shared hold
+        httpx.Response(503, json={}),  # a backoff
+    ],
+)
 async def test_stop_wakes_every_request_waiting_and_they_end_without_outcome(
     answer: httpx.Response,
 ) -> None:
@@ -1304,8 +1335,14 @@ async def test_stop_wakes_every_request_waiting_and_they_end_without_outcome(
         return answer
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    dispatcher = Dispatcher(client, concurrency=2, sleep=forever, follow_quota=False,
-                            backoff_base=60.0, rng=random.Random(3))
+    dispatcher = Dispatcher(
+        client,
+        concurrency=2,
+        sleep=forever,
+        follow_quota=False,
+        backoff_base=60.0,
+        rng=random.Random(3),
+    )
     outcomes: list[Outcome] = []
 
     async def consume() -> None:

@@ -44,24 +44,54 @@ def seed() -> dict[str, Any]:
     acme["teams"].append({"name": "qa", "description": "Testers", "members": []})
     for i in range(EXTRA_USERS):
         name = f"user{i:02d}"
-        doc["users"].append({"username": name, "password": f"pw-{name}-x",
-                             "email": f"{name}@example.com", "full_name": f"User {i}"})
+        doc["users"].append(
+            {
+                "username": name,
+                "password": f"pw-{name}-x",
+                "email": f"{name}@example.com",
+                "full_name": f"User {i}",
+            }
+        )
         acme["members"][name] = "member"
         (developers if i % 2 else acme["teams"][-1])["members"].append(name)
     doc["repositories"] += [
-        {"namespace": "acme", "name": f"svc-{i:02d}", "description": f"service {i}",
-         "is_private": i % 3 == 0, "pull_count": 1000 - i * 7,
-         "tags": [{"name": f"1.{t}", "size": 100 + t, "pushed_by": "bob",
-                   "pushed_at": f"2025-05-{t + 1:02d}T10:00:00.000000Z"} for t in range(i % 4)]}
+        {
+            "namespace": "acme",
+            "name": f"svc-{i:02d}",
+            "description": f"service {i}",
+            "is_private": i % 3 == 0,
+            "pull_count": 1000 - i * 7,
+            "tags": [
+                {
+                    "name": f"1.{t}",
+                    "size": 100 + t,
+                    "pushed_by": "bob",
+                    "pushed_at": f"2025-05-{t + 1:02d}T10:00:00.000000Z",
+                }
+                for t in range(i % 4)
+            ],
+        }
         for i in range(EXTRA_REPOS)
     ]
     api = next(r for r in doc["repositories"] if r["namespace"] == "acme" and r["name"] == "api")
-    api["tags"] += [{"name": f"build-{t}", "size": 5000 + t, "pushed_by": "bob",
-                     "pushed_at": f"2025-01-{t + 1:02d}T08:00:00.000000Z"} for t in range(20)]
+    api["tags"] += [
+        {
+            "name": f"build-{t}",
+            "size": 5000 + t,
+            "pushed_by": "bob",
+            "pushed_at": f"2025-01-{t + 1:02d}T08:00:00.000000Z",
+        }
+        for t in range(20)
+    ]
     doc["audit_logs"] = [
-        {"account": "acme", "action": ACTIONS[i % len(ACTIONS)], "name": f"acme/svc-{i:02d}",
-         "actor": "bob", "data": {"n": str(i)},
-         "timestamp": f"2025-03-{1 + i // 10:02d}T{i % 10:02d}:30:00.000000Z"}
+        {
+            "account": "acme",
+            "action": ACTIONS[i % len(ACTIONS)],
+            "name": f"acme/svc-{i:02d}",
+            "actor": "bob",
+            "data": {"n": str(i)},
+            "timestamp": f"2025-03-{1 + i // 10:02d}T{i % 10:02d}:30:00.000000Z",
+        }
         for i in range(40)
     ]
     return doc
@@ -84,8 +114,9 @@ def oat(hub: Simulator) -> Credentials:
     return Credentials(hub.url, "acme", ACME_OAT, "oat")
 
 
-def export(credentials: Credentials, what: str, target: Path, *, batch_rows: int = 1000,
-           **options: Any) -> int:
+def export(
+    credentials: Credentials, what: str, target: Path, *, batch_rows: int = 1000, **options: Any
+) -> int:
     with open_writer(str(target), batch_rows=batch_rows) as writer:
         return asyncio.run(export_async(credentials, what, ExportOptions(**options), writer))
 
@@ -113,20 +144,23 @@ def test_repositories_over_several_pages_match_the_state(
     hub: Simulator, tmp_path: Path, suffix: str
 ) -> None:
     target = tmp_path / f"repos{suffix}"
-    count = export(oat(hub), "repositories", target, batch_rows=10, page_size=7,
-                   ordering="-pull_count")
+    count = export(
+        oat(hub), "repositories", target, batch_rows=10, page_size=7, ordering="-pull_count"
+    )
     expected = state_repos(hub)
     assert count == len(expected) == 3 + EXTRA_REPOS
     assert pages_of(hub, "/v2/namespaces/acme/repositories") == 4  # 7 + 7 + 7 + 4
     rows = read_back(target)
     assert [row["name"] for row in rows] == sorted(
-        expected, key=lambda n: (-expected[n]["pull_count"], n))
+        expected, key=lambda n: (-expected[n]["pull_count"], n)
+    )
     for row in rows:
         repo = expected[row["name"]]
         text = suffix == ".csv"
         assert row["pull_count"] == (str(repo["pull_count"]) if text else repo["pull_count"])
         assert row["is_private"] == (
-            str(repo["is_private"]).lower() if text else repo["is_private"])
+            str(repo["is_private"]).lower() if text else repo["is_private"]
+        )
         assert row["description"] == repo["description"]
         assert row["namespace"] == "acme"
     if suffix == ".parquet":
@@ -193,10 +227,18 @@ def test_member_filters_are_passed_to_hub(hub: Simulator, tmp_path: Path) -> Non
 
 def test_the_audit_log_with_a_date_range_and_an_action(hub: Simulator, tmp_path: Path) -> None:
     target = tmp_path / "audit.csv"
-    count = export(oat(hub), "audit-log", target, page_size=3, action="repo.push",
-                   since="2025-03-02", until="2025-03-03")
+    count = export(
+        oat(hub),
+        "audit-log",
+        target,
+        page_size=3,
+        action="repo.push",
+        since="2025-03-02",
+        until="2025-03-03",
+    )
     expected = [
-        e for e in hub.state()["audit_logs"]
+        e
+        for e in hub.state()["audit_logs"]
         if e["action"] == "repo.push" and "2025-03-02" <= e["timestamp"][:10] <= "2025-03-03"
     ]
     rows = read_back(target)
@@ -236,8 +278,11 @@ def test_the_other_exports_match_the_state(hub: Simulator, tmp_path: Path) -> No
     catalog = action_catalog()["actions"]
     rows = read_back(out)
     assert len(rows) == sum(len(group["actions"]) for group in catalog.values())
-    assert {"group": "repo", "group_label": catalog["repo"].get("label"),
-            **catalog["repo"]["actions"][0]} in rows
+    assert {
+        "group": "repo",
+        "group_label": catalog["repo"].get("label"),
+        **catalog["repo"]["actions"][0],
+    } in rows
 
     owner = Credentials(hub.url, "alice", ALICE_PASSWORD, "password")
     export(owner, "org-tokens", out, namespace="acme", page_size=1)
@@ -270,8 +315,7 @@ def test_records_stream_before_the_last_page_is_read(hub: Simulator) -> None:
         def close(self) -> None:
             pass
 
-    count = asyncio.run(export_async(oat(hub), "repositories", ExportOptions(page_size=5),
-                                     Probe()))
+    count = asyncio.run(export_async(oat(hub), "repositories", ExportOptions(page_size=5), Probe()))
     assert count == 25
     assert seen[0] == 1 and seen[-1] == 5
 
@@ -308,8 +352,9 @@ def test_dates() -> None:
 # -- sink export --------------------------------------------------------------------------------
 
 
-def sink(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-         *argv: str) -> tuple[int, str, str]:
+def sink(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str
+) -> tuple[int, str, str]:
     stdout = io.BytesIO()
 
     class Out:
@@ -321,33 +366,73 @@ def sink(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     return code, stdout.getvalue().decode(), capsys.readouterr().err
 
 
-def test_cli_export(hub: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_export(
+    hub: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     store = ConnectionStore()
-    store.add(new_connection("organization", name="acme", identifier="acme", secret=ACME_OAT,
-                             base_url=hub.url))
+    store.add(
+        new_connection(
+            "organization", name="acme", identifier="acme", secret=ACME_OAT, base_url=hub.url
+        )
+    )
     code, out, err = sink(monkeypatch, capsys, "export", "teams")
     assert code == 0, err
     assert [orjson.loads(line)["name"] for line in out.splitlines()] == [
-        "developers", "owners", "qa"]
+        "developers",
+        "owners",
+        "qa",
+    ]
     assert "exported 3 teams records to standard output" in err
 
     target = tmp_path / "push.csv"
-    code, _, err = sink(monkeypatch, capsys, "export", "audit-log", "--connection", "acme",
-                        "--action", "repo.push", "--from", "2025-03-02", "--to", "2025-03-03",
-                        "--to", str(target))
+    code, _, err = sink(
+        monkeypatch,
+        capsys,
+        "export",
+        "audit-log",
+        "--connection",
+        "acme",
+        "--action",
+        "repo.push",
+        "--from",
+        "2025-03-02",
+        "--to",
+        "2025-03-03",
+        "--to",
+        str(target),
+    )
     assert code == 0, err
     assert len(read_back(target)) == 4
 
     code, _, err = sink(monkeypatch, capsys, "export", "teams", "--to", "teams.xlsx")
     assert code == 2 and "give an output file ending in .csv, .jsonl or .parquet" in err
 
-    store.add(new_connection("personal", name="alice", identifier="alice", secret=ALICE_PAT,
-                             base_url="https://hub.example.test"))
+    store.add(
+        new_connection(
+            "personal",
+            name="alice",
+            identifier="alice",
+            secret=ALICE_PAT,
+            base_url="https://hub.example.test",
+        )
+    )
     code, _, err = sink(monkeypatch, capsys, "export", "teams")
     assert code == 2 and "which connection? give --connection NAME (stored: acme, alice)" in err
-    code, _, err = sink(monkeypatch, capsys, "export", "members", "-c", "alice",
-                        "--base-url", hub.url, "--namespace", "acme")
+    code, _, err = sink(
+        monkeypatch,
+        capsys,
+        "export",
+        "members",
+        "-c",
+        "alice",
+        "--base-url",
+        hub.url,
+        "--namespace",
+        "acme",
+    )
     assert code == 2
     assert "token issued from personal access token is not allowed" in err
     assert "organization access token" in err

@@ -34,8 +34,7 @@ def write_config(folder: Path, config: dict[str, Any], rows: list[dict[str, Any]
     (folder / "records.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     connection = {"identifier": "acme", "secret_env": "SINK_STOP_SECRET"}
     path = folder / "dest.yaml"
-    path.write_text(yaml.safe_dump({"connection": connection, "input": "records.jsonl",
-                                    **config}))
+    path.write_text(yaml.safe_dump({"connection": connection, "input": "records.jsonl", **config}))
     return path
 
 
@@ -60,7 +59,10 @@ def start(path: Path, url: str, *extra: str, secret: str = OAT) -> subprocess.Po
     env = {**os.environ, "SINK_STOP_SECRET": secret}
     return subprocess.Popen(
         [sys.executable, "-m", "sink", "run", str(path), "--base-url", url, *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -74,8 +76,11 @@ def wait_until(check: Any, process: subprocess.Popen[str]) -> None:
 
 
 def repositories(hub: Simulator, prefix: str) -> list[str]:
-    return [r["name"] for r in hub.state()["repositories"]
-            if r["namespace"] == "acme" and r["name"].startswith(prefix)]
+    return [
+        r["name"]
+        for r in hub.state()["repositories"]
+        if r["namespace"] == "acme" and r["name"].startswith(prefix)
+    ]
 
 
 def repo_rows(count: int, prefix: str) -> list[dict[str, Any]]:
@@ -83,8 +88,11 @@ def repo_rows(count: int, prefix: str) -> list[dict[str, Any]]:
 
 
 def creates(hub: Simulator) -> list[dict[str, Any]]:
-    return [r for r in hub.requests()
-            if r["method"] == "POST" and r["path"] == "/v2/namespaces/acme/repositories"]
+    return [
+        r
+        for r in hub.requests()
+        if r["method"] == "POST" and r["path"] == "/v2/namespaces/acme/repositories"
+    ]
 
 
 def sent_rows(ledger: Path) -> int:
@@ -141,8 +149,18 @@ def test_a_second_signal_stops_at_once_and_the_next_run_settles_what_was_in_flig
     hub.reset()
     rows = repo_rows(40, "hasty")
     # Hub applies each create at once and answers 3 s later: the second signal comes first.
-    hub.set_faults({"rules": [{"method": "POST", "path": "/v2/namespaces/*/repositories",
-                               "slow_rate": 1.0, "slow_ms": 3000}]})
+    hub.set_faults(
+        {
+            "rules": [
+                {
+                    "method": "POST",
+                    "path": "/v2/namespaces/*/repositories",
+                    "slow_rate": 1.0,
+                    "slow_ms": 3000,
+                }
+            ]
+        }
+    )
     path = write_config(tmp_path, {**REPOS, "concurrency": 8}, rows)
     ledger = tmp_path / "dest.ledger.sqlite"
     process = start(path, hub.url)
@@ -161,16 +179,24 @@ def test_a_second_signal_stops_at_once_and_the_next_run_settles_what_was_in_flig
     assert 1 <= len(arrived) <= counts[SENT] <= 8
     hub.set_faults(None)
     env = {**os.environ, "SINK_STOP_SECRET": OAT}
-    again = subprocess.run([sys.executable, "-m", "sink", "run", str(path), "--base-url", hub.url],
-                           env=env, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "sink", "run", str(path), "--base-url", hub.url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr
     # The next run looked the eight up; those it found were not sent a second time.
     heads = [r["path"].rsplit("/", 1)[1] for r in hub.requests() if r["method"] == "HEAD"]
     assert set(arrived) <= set(heads)
     assert sorted(repositories(hub, "hasty-")) == [r["name"] for r in rows]
     assert [p for p in creates(hub) if p["status"] == 409] == []
-    events = [e for e in hub.state()["audit_logs"] if e["action"] == "repo.create"
-              and e["name"].startswith("acme/hasty-")]
+    events = [
+        e
+        for e in hub.state()["audit_logs"]
+        if e["action"] == "repo.create" and e["name"].startswith("acme/hasty-")
+    ]
     assert len(events) == len(rows)
     with Ledger(ledger) as book:
         assert book.counts()[DONE] == len(rows)
@@ -223,20 +249,31 @@ def test_the_last_owner_is_never_removed(
     assert "last owner" in rejects[0]["_sink_error"]
     audit = lines(tmp_path / "out" / "dest-audit.jsonl")
     calls = [a for a in audit if a["outcome"] != "read"]
-    assert sorted((a["outcome"], a["keys"]) for a in calls) == [("ok", ["carol"]),
-                                                                ("refused", ["alice"])]
+    assert sorted((a["outcome"], a["keys"]) for a in calls) == [
+        ("ok", ["carol"]),
+        ("refused", ["alice"]),
+    ]
     # The guard's reads of the members list are in the audit log too.
-    assert any(a["method"] == "GET" and "/v2/orgs/acme/members" in a["url"]
-               for a in audit if a["outcome"] == "read")
+    assert any(
+        a["method"] == "GET" and "/v2/orgs/acme/members" in a["url"]
+        for a in audit
+        if a["outcome"] == "read"
+    )
     capsys.readouterr()
 
 
 def test_policy_violations_never_reach_docker_hub(hub: Simulator, tmp_path: Path) -> None:
     hub.reset()
-    config = {"template": "add-team-member", "settings": {"org": "acme"},
-              "policy": {"teams": ["developers"], "methods": ["POST"]}}
-    rows = [{"team": "developers", "username": "carol"}, {"team": "owners", "username": "bob"},
-            {"team": "developers", "username": "erin"}]
+    config = {
+        "template": "add-team-member",
+        "settings": {"org": "acme"},
+        "policy": {"teams": ["developers"], "methods": ["POST"]},
+    }
+    rows = [
+        {"team": "developers", "username": "carol"},
+        {"team": "owners", "username": "bob"},
+        {"team": "developers", "username": "erin"},
+    ]
     path = write_config(tmp_path, config, rows)
     assert run_cli(path, hub.url) == 1
     posts = [r["path"] for r in hub.requests() if r["method"] == "POST" and "groups" in r["path"]]
@@ -256,20 +293,25 @@ def test_policy_violations_never_reach_docker_hub(hub: Simulator, tmp_path: Path
 
 def test_the_audit_log_holds_every_call_and_no_secret(hub: Simulator, tmp_path: Path) -> None:
     hub.reset()
-    config = {"template": "create-personal-access-token", "key_field": "token_label",
-              "connection": {"identifier": "alice", "secret_env": "SINK_STOP_SECRET"},
-              "policy": {"templates": ["create-personal-access-token"]}}
+    config = {
+        "template": "create-personal-access-token",
+        "key_field": "token_label",
+        "connection": {"identifier": "alice", "secret_env": "SINK_STOP_SECRET"},
+        "policy": {"templates": ["create-personal-access-token"]},
+    }
     rows = [{"token_label": f"audit-{i}", "scopes": "repo:read"} for i in range(6)]
     rows.append({"token_label": "audit-bad", "scopes": "repo:everything"})
     path = write_config(tmp_path, config, rows)
     assert run_cli(path, hub.url, secret=ALICE_PASSWORD) == 1
     audit = lines(tmp_path / "out" / "dest-audit.jsonl")
-    calls = [r for r in hub.requests()
-             if r["method"] == "POST" and r["path"] == "/v2/access-tokens"]
+    calls = [
+        r for r in hub.requests() if r["method"] == "POST" and r["path"] == "/v2/access-tokens"
+    ]
     assert len(audit) == len(calls) == 6  # the invalid record was never sent, so not a call
     for line in audit:
-        assert {"time", "who", "template", "method", "url", "keys", "status",
-                "outcome"} <= set(line)
+        assert {"time", "who", "template", "method", "url", "keys", "status", "outcome"} <= set(
+            line
+        )
         assert line["who"] == "alice"
         assert (line["method"], line["status"], line["outcome"]) == ("POST", 201, "ok")
         assert line["url"].endswith("/v2/access-tokens")
@@ -321,8 +363,19 @@ def test_a_login_asked_to_wait_for_ages_stops_at_once_and_leaves_nothing_in_doub
     hub: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     hub.reset()
-    hub.set_faults({"rules": [{"method": "POST", "path": "/v2/auth/token", "burst_every": 1,
-                               "burst_length": 1, "retry_after": 1_000_000_000}]})
+    hub.set_faults(
+        {
+            "rules": [
+                {
+                    "method": "POST",
+                    "path": "/v2/auth/token",
+                    "burst_every": 1,
+                    "burst_length": 1,
+                    "retry_after": 1_000_000_000,
+                }
+            ]
+        }
+    )
     path = write_config(tmp_path, {**REPOS, "concurrency": 2}, repo_rows(2, "login"))
     since = time.time()  # a slow answer of an earlier test may still reach the log
     assert run_cli(path, hub.url) == 2
@@ -337,8 +390,19 @@ def test_a_login_asked_to_wait_for_ages_stops_at_once_and_leaves_nothing_in_doub
 
 def test_the_first_signal_ends_a_long_rate_limit_wait(hub: Simulator, tmp_path: Path) -> None:
     hub.reset()
-    hub.set_faults({"rules": [{"method": "POST", "path": "/v2/auth/token", "burst_every": 1,
-                               "burst_length": 1, "retry_after": 250}]})
+    hub.set_faults(
+        {
+            "rules": [
+                {
+                    "method": "POST",
+                    "path": "/v2/auth/token",
+                    "burst_every": 1,
+                    "burst_length": 1,
+                    "retry_after": 250,
+                }
+            ]
+        }
+    )
     path = write_config(tmp_path, {**REPOS, "concurrency": 2}, repo_rows(5, "patient"))
     since = time.time()
     process = start(path, hub.url)

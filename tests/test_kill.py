@@ -65,8 +65,9 @@ def hub_seed() -> dict[str, Any]:
     """The default seed plus ten more acme members and thirty teams for them to join."""
     seed: dict[str, Any] = yaml.safe_load(DEFAULT_SEED.read_text())
     for name in USERS:
-        seed["users"].append({"username": name, "password": f"{name}-passes-{name}",
-                              "email": f"{name}@example.com"})
+        seed["users"].append(
+            {"username": name, "password": f"{name}-passes-{name}", "email": f"{name}@example.com"}
+        )
     acme = next(org for org in seed["orgs"] if org["name"] == "acme")
     acme["members"].update(dict.fromkeys(USERS, "member"))
     acme["teams"] += [{"name": crew, "members": []} for crew in CREWS]
@@ -74,18 +75,27 @@ def hub_seed() -> dict[str, Any]:
 
 
 def _rule(method: str, path: str, *, slow: float, drop: float, apply_first: bool) -> dict[str, Any]:
-    return {"method": method, "path": path, "latency_ms": LATENCY_MS,
-            "slow_rate": slow, "slow_ms": SLOW_MS,
-            "drop_rate": drop, "apply_first": apply_first}
+    return {
+        "method": method,
+        "path": path,
+        "latency_ms": LATENCY_MS,
+        "slow_rate": slow,
+        "slow_ms": SLOW_MS,
+        "drop_rate": drop,
+        "apply_first": apply_first,
+    }
 
 
-FAULTS = {"seed": SEED, "rules": [
-    _rule("POST", "/v2/namespaces/*/repositories", slow=0.03, drop=0.02, apply_first=True),
-    _rule("POST", "/v2/access-tokens", slow=0.04, drop=0.02, apply_first=True),
-    _rule("POST", "/v2/orgs/*/groups", slow=0.03, drop=0.03, apply_first=False),
-    _rule("POST", "/v2/orgs/*/groups/*/members", slow=0.03, drop=0.02, apply_first=True),
-    _rule("POST", "/v2/invites/bulk", slow=0.05, drop=0.03, apply_first=True),
-]}
+FAULTS = {
+    "seed": SEED,
+    "rules": [
+        _rule("POST", "/v2/namespaces/*/repositories", slow=0.03, drop=0.02, apply_first=True),
+        _rule("POST", "/v2/access-tokens", slow=0.04, drop=0.02, apply_first=True),
+        _rule("POST", "/v2/orgs/*/groups", slow=0.03, drop=0.03, apply_first=False),
+        _rule("POST", "/v2/orgs/*/groups/*/members", slow=0.03, drop=0.02, apply_first=True),
+        _rule("POST", "/v2/invites/bulk", slow=0.05, drop=0.03, apply_first=True),
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -99,28 +109,54 @@ class Flow:
 
 def flows() -> list[Flow]:
     """2,000 records over five templates, each in its own destination."""
-    org = {"connection": {"identifier": "acme", "secret_env": "SINK_KILL_OAT"},
-           "concurrency": 16, "timeout": 0.5, "retry": {"max_attempts": 8, "max_seconds": 60}}
+    org = {
+        "connection": {"identifier": "acme", "secret_env": "SINK_KILL_OAT"},
+        "concurrency": 16,
+        "timeout": 0.5,
+        "retry": {"max_attempts": 8, "max_seconds": 60},
+    }
     alice = {**org, "connection": {"identifier": "alice", "secret_env": "SINK_KILL_ALICE"}}
     return [
-        Flow("repos", {**org, "template": "create-repository",
-                       "settings": {"namespace": "acme"}, "key_field": "name"},
-             [{"name": f"kill-repo-{i:04d}", "description": f"service {i}"} for i in range(700)]),
-        Flow("pats", {**alice, "template": "create-personal-access-token",
-                      "key_field": "token_label"},
-             [{"token_label": f"kill-pat-{i:04d}", "scopes": "repo:read"} for i in range(400)]),
-        Flow("teams", {**org, "template": "create-team", "settings": {"org": "acme"},
-                       "key_field": "team"},
-             [{"team": f"kill-team-{i:03d}", "description": "made by the kill test"}
-              for i in range(300)]),
+        Flow(
+            "repos",
+            {
+                **org,
+                "template": "create-repository",
+                "settings": {"namespace": "acme"},
+                "key_field": "name",
+            },
+            [{"name": f"kill-repo-{i:04d}", "description": f"service {i}"} for i in range(700)],
+        ),
+        Flow(
+            "pats",
+            {**alice, "template": "create-personal-access-token", "key_field": "token_label"},
+            [{"token_label": f"kill-pat-{i:04d}", "scopes": "repo:read"} for i in range(400)],
+        ),
+        Flow(
+            "teams",
+            {**org, "template": "create-team", "settings": {"org": "acme"}, "key_field": "team"},
+            [
+                {"team": f"kill-team-{i:03d}", "description": "made by the kill test"}
+                for i in range(300)
+            ],
+        ),
         # No key field: the key is a hash of the record's content and the template.
-        Flow("members", {**org, "template": "add-team-member", "settings": {"org": "acme"}},
-             [{"team": crew, "username": user} for crew in CREWS for user in USERS]),
-        Flow("invites", {**org, "template": "bulk-invite", "settings": {"org": "acme"},
-                         "key_field": "invitee",
-                         "batching": {"mode": "json_property", "property": "invitees",
-                                      "size": 10}},
-             [{"invitee": f"kill-{i:03d}@example.com"} for i in range(300)]),
+        Flow(
+            "members",
+            {**org, "template": "add-team-member", "settings": {"org": "acme"}},
+            [{"team": crew, "username": user} for crew in CREWS for user in USERS],
+        ),
+        Flow(
+            "invites",
+            {
+                **org,
+                "template": "bulk-invite",
+                "settings": {"org": "acme"},
+                "key_field": "invitee",
+                "batching": {"mode": "json_property", "property": "invitees", "size": 10},
+            },
+            [{"invitee": f"kill-{i:03d}@example.com"} for i in range(300)],
+        ),
     ]
 
 
@@ -204,8 +240,9 @@ def test_sigkill_at_random_moments_then_resume_has_every_effect_exactly_once(
     mix = flows()
     assert sum(len(flow.rows) for flow in mix) == 2000
     configs = [write_flow(tmp_path, flow) for flow in mix]
-    ledgers = [path.parent / f"{flow.name}.ledger.sqlite" for path, flow in zip(configs, mix,
-                                                                               strict=True)]
+    ledgers = [
+        path.parent / f"{flow.name}.ledger.sqlite" for path, flow in zip(configs, mix, strict=True)
+    ]
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     env = {**os.environ, "SINK_KILL_OAT": OAT, "SINK_KILL_ALICE": ALICE_PASSWORD}
@@ -235,15 +272,19 @@ def test_sigkill_at_random_moments_then_resume_has_every_effect_exactly_once(
         in_flight = written_since(ledgers, spawned, SENT)  # sent by this process, no answer
         killed_sending += in_flight > 0
         done = sum(ledger_states(path)[DONE] for path in ledgers)
-        say(f"round {round_ + 1:2d}: killed after {target} ledger writes, {done} done, "
-            f"{in_flight} of its requests in flight")
+        say(
+            f"round {round_ + 1:2d}: killed after {target} ledger writes, {done} done, "
+            f"{in_flight} of its requests in flight"
+        )
     kill_seconds = time.monotonic() - started
 
     final = subprocess.run(command, env=env, capture_output=True, timeout=180)
     log.close()
     codes = dict(line.rsplit(" ", 1) for line in final.stdout.decode().splitlines())
-    say(f"{killed} kills in {kill_seconds:.1f}s, {killed_sending} with requests in flight; "
-        f"final run exit codes {sorted(codes.values())}")
+    say(
+        f"{killed} kills in {kill_seconds:.1f}s, {killed_sending} with requests in flight; "
+        f"final run exit codes {sorted(codes.values())}"
+    )
     assert killed >= 20
     assert killed_sending >= 10
     # A run that finds tokens created by a killed run without their secrets exits 1 (their
@@ -264,8 +305,11 @@ def test_sigkill_at_random_moments_then_resume_has_every_effect_exactly_once(
 
 
 def _posts(requests: list[dict[str, Any]], prefix: str, suffix: str = "") -> list[dict[str, Any]]:
-    return [r for r in requests if r["method"] == "POST" and r["path"].startswith(prefix)
-            and r["path"].endswith(suffix)]
+    return [
+        r
+        for r in requests
+        if r["method"] == "POST" and r["path"].startswith(prefix) and r["path"].endswith(suffix)
+    ]
 
 
 def _applied(entries: list[dict[str, Any]], *, apply_first: bool) -> int:
@@ -282,8 +326,11 @@ def _applied(entries: list[dict[str, Any]], *, apply_first: bool) -> int:
 def check_effects(state: dict[str, Any], requests: list[dict[str, Any]], mix: list[Flow]) -> None:
     """Each intended effect is in the simulator exactly once, and none is missing."""
     repos, pats, teams, members, invites = (flow.rows for flow in mix)
-    names = [r["name"] for r in state["repositories"]
-             if r["namespace"] == "acme" and r["name"].startswith("kill-repo-")]
+    names = [
+        r["name"]
+        for r in state["repositories"]
+        if r["namespace"] == "acme" and r["name"].startswith("kill-repo-")
+    ]
     assert Counter(names) == Counter(r["name"] for r in repos)
     repo_posts = _posts(requests, "/v2/namespaces/acme/repositories")
     assert [r for r in repo_posts if r["status"] == 409] == []  # never sent a second time
@@ -325,8 +372,9 @@ def check_secrets(state: dict[str, Any], folder: Path, ledger: Path) -> str:
     """Every created token's secret is in the vault, or its loss is reported; none leaks."""
     alice = next(u for u in state["users"] if u["username"] == "alice")
     issued = {t["label"]: t["token"] for t in alice["tokens"] if t["label"].startswith("kill-")}
-    vault = {line["label"]: line["token"] for line in jsonl(folder / "pats" / "out" /
-                                                              "pats-vault.jsonl")}
+    vault = {
+        line["label"]: line["token"] for line in jsonl(folder / "pats" / "out" / "pats-vault.jsonl")
+    }
     # A vault line is a token Hub really issued, with the secret Hub issued.
     assert {label: issued.get(label) for label in vault} == vault
     with Ledger(ledger) as book:
@@ -335,24 +383,31 @@ def check_secrets(state: dict[str, Any], folder: Path, ledger: Path) -> str:
     missing = set(issued) - set(vault) - lost
     assert missing == set(), "tokens whose secret is neither in the vault nor reported lost"
     assert lost <= attention  # `sink status` lists them
-    outside = b"".join(p.read_bytes() for p in (folder / "pats" / "out").iterdir()
-                       if p.name != "pats-vault.jsonl")
+    outside = b"".join(
+        p.read_bytes() for p in (folder / "pats" / "out").iterdir() if p.name != "pats-vault.jsonl"
+    )
     outside += (folder / "driver.log").read_bytes()
     for secret in issued.values():
         assert secret.encode() not in outside
     assert (folder / "pats" / "out" / "pats-vault.jsonl").stat().st_mode & 0o777 == 0o600
-    return (f"tokens: {len(issued)} issued, {len(vault)} in the vault, {len(lost)} reported "
-            f"lost, {len(lost & set(vault))} of them reported lost although the vault has them")
+    return (
+        f"tokens: {len(issued)} issued, {len(vault)} in the vault, {len(lost)} reported "
+        f"lost, {len(lost & set(vault))} of them reported lost although the vault has them"
+    )
 
 
 def check_ledgers_and_status(
-    configs: list[Path], ledgers: list[Path], mix: list[Flow],
+    configs: list[Path],
+    ledgers: list[Path],
+    mix: list[Flow],
     capsysbinary: pytest.CaptureFixture[bytes],
 ) -> None:
     """Every record is done in its ledger, and ``sink status`` says the same."""
     for config, ledger, flow in zip(configs, ledgers, mix, strict=True):
-        keys = {record_key(row, flow.config["template"], flow.config.get("key_field"))
-                for row in flow.rows}
+        keys = {
+            record_key(row, flow.config["template"], flow.config.get("key_field"))
+            for row in flow.rows
+        }
         with Ledger(ledger) as book:
             assert book.counts() == {DONE: len(flow.rows), SENT: 0, FAILED: 0, "rejected": 0}
             assert set(book.states(sorted(keys))) == keys
@@ -360,8 +415,7 @@ def check_ledgers_and_status(
         capsysbinary.readouterr()
         code = cli.main(["status", str(config), "--json"])
         status = orjson.loads(capsysbinary.readouterr().out)
-        assert status["counts"] == {"done": len(flow.rows), "sent": 0, "failed": 0,
-                                    "rejected": 0}
+        assert status["counts"] == {"done": len(flow.rows), "sent": 0, "failed": 0, "rejected": 0}
         listed = {row["key"] for row in status["attention"]}  # the first 50
         assert listed <= lost and len(listed) == min(len(lost), 50)
         assert code == (1 if lost else 0)
@@ -370,9 +424,16 @@ def check_ledgers_and_status(
 # -- single moments a kill can leave behind, deterministically ---------------------------------
 
 
-def _run(hub: Simulator, folder: Path, config: dict[str, Any], rows: list[dict[str, Any]],
-         *, identifier: str = "acme", secret: str = OAT, resend_unknown: bool = False,
-         ) -> RunSummary:
+def _run(
+    hub: Simulator,
+    folder: Path,
+    config: dict[str, Any],
+    rows: list[dict[str, Any]],
+    *,
+    identifier: str = "acme",
+    secret: str = OAT,
+    resend_unknown: bool = False,
+) -> RunSummary:
     base = {"connection": {"identifier": identifier, "secret_env": "SINK_KILL_SECRET"}}
     path = write_flow(folder, Flow("dest", {**base, **config}, rows))
     destination = open_destination(path, base_url=hub.url)
@@ -423,8 +484,11 @@ def test_records_left_sent_are_looked_up_present_ones_settled_absent_ones_sent_o
     heads = [r for r in hub.requests() if r["method"] == "HEAD"]
     assert len(heads) >= 6
     audit = jsonl(tmp_path / "dest" / "out" / "dest-audit.jsonl")
-    looked_up = {line["url"].rsplit("/", 1)[1] for line in audit
-                 if line["outcome"] == "read" and line["method"] == "HEAD"}
+    looked_up = {
+        line["url"].rsplit("/", 1)[1]
+        for line in audit
+        if line["outcome"] == "read" and line["method"] == "HEAD"
+    }
     assert looked_up == {r["name"] for r in rows}  # the look-ups are in the audit log too
     with Ledger(tmp_path / "dest" / "dest.ledger.sqlite") as ledger:
         assert ledger.counts()[DONE] == 6
@@ -439,11 +503,19 @@ def test_a_token_created_by_a_killed_run_is_reported_as_needing_rotation(
     hub.reset()
     config = {**PATS, "connection": {"identifier": "alice", "secret_env": "SINK_KILL_SECRET"}}
     # The token was created, but its answer died with the process that sent it.
-    _run(hub, tmp_path / "elsewhere", config, [{"token_label": "lost-1", "scopes": "repo:read"}],
-         identifier="alice", secret=ALICE_PASSWORD)
+    _run(
+        hub,
+        tmp_path / "elsewhere",
+        config,
+        [{"token_label": "lost-1", "scopes": "repo:read"}],
+        identifier="alice",
+        secret=ALICE_PASSWORD,
+    )
     _left_in_flight(tmp_path, ["lost-1"], "create-personal-access-token")
-    rows = [{"token_label": "lost-1", "scopes": "repo:read"},
-            {"token_label": "fresh-1", "scopes": "repo:read"}]
+    rows = [
+        {"token_label": "lost-1", "scopes": "repo:read"},
+        {"token_label": "fresh-1", "scopes": "repo:read"},
+    ]
     summary = _run(hub, tmp_path, config, rows, identifier="alice", secret=ALICE_PASSWORD)
     assert summary.counts.secrets_lost == ["lost-1"]
     assert set(_tokens(hub, "lost-")) == {"lost-1"}  # not created a second time
@@ -459,9 +531,7 @@ def test_a_token_created_by_a_killed_run_is_reported_as_needing_rotation(
     assert [row["key"] for row in status["attention"]] == ["lost-1"]
 
 
-def test_a_secret_already_in_the_vault_is_not_reported_lost(
-    hub: Simulator, tmp_path: Path
-) -> None:
+def test_a_secret_already_in_the_vault_is_not_reported_lost(hub: Simulator, tmp_path: Path) -> None:
     # Killed after the vault line was fsync'd and before the ledger said done: the secret is
     # safe, so telling the user to revoke the token would be wrong.
     hub.reset()
@@ -484,10 +554,23 @@ def test_a_create_that_failed_ambiguously_is_looked_up_before_it_is_sent_again(
     # Dropped after Hub created the token, with no attempt left: the record ends `failed`
     # ("may have reached Docker Hub"). The next run must look it up, not create a second one.
     hub.reset()
-    hub.set_faults({"rules": [{"method": "POST", "path": "/v2/access-tokens", "drop_rate": 1.0,
-                               "apply_first": True}]})
-    config = {**PATS, "connection": {"identifier": "alice", "secret_env": "SINK_KILL_SECRET"},
-              "retry": {"max_attempts": 1}}
+    hub.set_faults(
+        {
+            "rules": [
+                {
+                    "method": "POST",
+                    "path": "/v2/access-tokens",
+                    "drop_rate": 1.0,
+                    "apply_first": True,
+                }
+            ]
+        }
+    )
+    config = {
+        **PATS,
+        "connection": {"identifier": "alice", "secret_env": "SINK_KILL_SECRET"},
+        "retry": {"max_attempts": 1},
+    }
     rows = [{"token_label": "once-1", "scopes": "repo:read"}]
     first = _run(hub, tmp_path, config, rows, identifier="alice", secret=ALICE_PASSWORD)
     assert first.counts.failed == 1
@@ -502,10 +585,26 @@ def test_a_bulk_invite_batch_found_in_place_after_a_timeout_is_done_for_every_re
     # The batch is applied, its answer comes after the client's timeout, the look-up finds
     # every invite: every record is done (not rejected, which would send it again next run).
     hub.reset()
-    hub.set_faults({"rules": [{"method": "POST", "path": "/v2/invites/bulk", "slow_rate": 1.0,
-                               "slow_ms": 1200, "apply_first": True}]})
-    config = {"template": "bulk-invite", "settings": {"org": "acme"}, "key_field": "invitee",
-              "timeout": 0.4, "batching": {"mode": "json_property", "property": "invitees"}}
+    hub.set_faults(
+        {
+            "rules": [
+                {
+                    "method": "POST",
+                    "path": "/v2/invites/bulk",
+                    "slow_rate": 1.0,
+                    "slow_ms": 1200,
+                    "apply_first": True,
+                }
+            ]
+        }
+    )
+    config = {
+        "template": "bulk-invite",
+        "settings": {"org": "acme"},
+        "key_field": "invitee",
+        "timeout": 0.4,
+        "batching": {"mode": "json_property", "property": "invitees"},
+    }
     rows = [{"invitee": f"slow-{i}@example.com"} for i in range(3)]
     summary = _run(hub, tmp_path, config, rows)
     hub.set_faults(None)
@@ -520,8 +619,11 @@ def test_a_post_in_doubt_that_cannot_be_looked_up_is_sent_again_only_when_the_us
     # Hub applied it cannot be told, so no run sends it again until the user has checked.
     hub.reset()
     create = "/v2/namespaces/acme/repositories"
-    config = {"manual": {"method": "POST", "url": create, "body_is_record": True},
-              "key_field": "name", "retry": {"max_attempts": 1}}
+    config = {
+        "manual": {"method": "POST", "url": create, "body_is_record": True},
+        "key_field": "name",
+        "retry": {"max_attempts": 1},
+    }
     rows = [{"name": "doubtful-1", "namespace": "acme"}]
     hub.set_faults({"rules": [{"method": "POST", "path": create, "drop_rate": 1.0}]})
     first = _run(hub, tmp_path, config, rows)
@@ -554,14 +656,19 @@ def test_an_idempotent_request_left_in_flight_is_sent_again_without_a_look_up(
 ) -> None:
     # update-immutable-tags has no effect look-up, and sending the same rules twice is harmless.
     hub.reset()
-    config = {"template": "update-immutable-tags", "settings": {"namespace": "acme"},
-              "key_field": "repository"}
+    config = {
+        "template": "update-immutable-tags",
+        "settings": {"namespace": "acme"},
+        "key_field": "repository",
+    }
     _left_in_flight(tmp_path, ["api"], "update-immutable-tags")
-    summary = _run(hub, tmp_path, config, [{"repository": "api", "enabled": "true",
-                                            "rules": "v.*"}])
+    summary = _run(
+        hub, tmp_path, config, [{"repository": "api", "enabled": "true", "rules": "v.*"}]
+    )
     assert (summary.counts.ok, summary.counts.failed) == (1, 0)
-    api = next(r for r in hub.state()["repositories"]
-               if (r["namespace"], r["name"]) == ("acme", "api"))
+    api = next(
+        r for r in hub.state()["repositories"] if (r["namespace"], r["name"]) == ("acme", "api")
+    )
     assert api["immutable_tags"] == {"enabled": True, "rules": ["v.*"]}
 
 
@@ -570,8 +677,10 @@ def test_a_manual_post_declared_idempotent_is_not_left_in_doubt(
 ) -> None:
     hub.reset()
     grant = "/v2/repositories/acme/api/groups"
-    config = {"manual": {"method": "POST", "url": grant, "body_is_record": True,
-                         "idempotent": True}, "key_field": "group_id"}
+    config = {
+        "manual": {"method": "POST", "url": grant, "body_is_record": True, "idempotent": True},
+        "key_field": "group_id",
+    }
     acme = next(org for org in hub.state()["orgs"] if org["name"] == "acme")
     team_id = acme["teams"][0]["id"]
     _left_in_flight(tmp_path, [str(team_id)], "manual")  # a kill left the grant in doubt

@@ -70,7 +70,10 @@ def test_mark_sent_counts_attempts_and_settle_keeps_them(ledger: Ledger) -> None
     entry = ledger.get("a")
     assert entry is not None
     assert (entry.state, entry.attempts, entry.http_status, entry.resource_id) == (
-        DONE, 2, 201, "svc-a"
+        DONE,
+        2,
+        201,
+        "svc-a",
     )
     assert ledger.get("nope") is None
 
@@ -90,7 +93,10 @@ def test_settle_without_mark_sent_writes_a_row(ledger: Ledger) -> None:
     entry = ledger.get("bad")
     assert entry is not None
     assert (entry.state, entry.attempts, entry.position, entry.note) == (
-        REJECTED, 0, 7, "name: too short"
+        REJECTED,
+        0,
+        7,
+        "name: too short",
     )
 
 
@@ -111,12 +117,18 @@ def test_attention_lists_what_is_not_done_and_lost_secrets_in_input_order(
 ) -> None:
     ledger.mark_sent([("sent", 3)], TEMPLATE)
     ledger.settle("ok", TEMPLATE, DONE, position=0)
-    ledger.settle("found", TEMPLATE, DONE, position=1,
-                  note="found in place after an interrupted run")
+    ledger.settle(
+        "found", TEMPLATE, DONE, position=1, note="found in place after an interrupted run"
+    )
     ledger.settle("failed", TEMPLATE, FAILED, position=4, note="gave up after 6 attempts")
     ledger.settle("rejected", TEMPLATE, REJECTED, position=2, note="400: invalid name")
-    ledger.settle("lost", "create-personal-access-token", DONE, position=5,
-                  note=f"{SECRET_LOST}: revoke the token and create it again")
+    ledger.settle(
+        "lost",
+        "create-personal-access-token",
+        DONE,
+        position=5,
+        note=f"{SECRET_LOST}: revoke the token and create it again",
+    )
     assert [e.key for e in ledger.attention()] == ["rejected", "sent", "failed", "lost"]
     assert [e.key for e in ledger.attention(limit=2)] == ["rejected", "sent"]
     assert [e.key for e in ledger.notes(SECRET_LOST)] == ["lost"]
@@ -130,8 +142,9 @@ def seen_elsewhere(path: Path) -> str:
         db = sqlite3.connect({str(path)!r})
         print(sorted(db.execute("SELECT key, state FROM records")))
     """)
-    seen = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          check=True)
+    seen = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
     return seen.stdout.strip()
 
 
@@ -275,8 +288,12 @@ def test_the_ledger_its_sqlite_files_and_its_lock_are_private(tmp_path: Path) ->
     finally:
         os.umask(previous)
     # SQLite made the -wal and -shm files itself, with the database file's mode.
-    assert {"dest.ledger.sqlite", "dest.ledger.sqlite-wal", "dest.ledger.sqlite-shm",
-            "dest.ledger.sqlite.lock"} <= set(found)
+    assert {
+        "dest.ledger.sqlite",
+        "dest.ledger.sqlite-wal",
+        "dest.ledger.sqlite-shm",
+        "dest.ledger.sqlite.lock",
+    } <= set(found)
     assert set(found.values()) == {0o600}
     for made in (tmp_path / "state", folder):
         assert stat.S_IMODE(made.stat().st_mode) == 0o700

@@ -22,8 +22,12 @@ T = TypeVar("T")
 pytestmark = pytest.mark.usefixtures("fresh_hub")
 
 
-def run(hub: Simulator, body: Callable[[HubReader], Awaitable[T]], secret: str = ACME_OAT,
-        identifier: str = "acme") -> T:
+def run(
+    hub: Simulator,
+    body: Callable[[HubReader], Awaitable[T]],
+    secret: str = ACME_OAT,
+    identifier: str = "acme",
+) -> T:
     async def main() -> T:
         auth = HubAuth(identifier, secret, token_url=token_url_for(hub.url))
         async with make_client(hub.url, auth, concurrency=4) as client:

@@ -401,8 +401,13 @@ async def test_pacer_refuses_to_wait_for_a_quota_reset_beyond_the_limit() -> Non
 async def test_pacer_waits_for_a_reasonable_reset_and_says_so() -> None:
     clock = FakeClock()
     told: list[tuple[float, str]] = []
-    pacer = Pacer(clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep, max_wait=300.0,
-                  on_wait=lambda seconds, why: told.append((seconds, why)))
+    pacer = Pacer(
+        clock=clock.monotonic,
+        wall=clock.wall,
+        sleep=clock.sleep,
+        max_wait=300.0,
+        on_wait=lambda seconds, why: told.append((seconds, why)),
+    )
     await pacer.wait()
     pacer.complete(quota_headers(remaining=0, reset_epoch=clock.wall() + 120))
     await pacer.wait()
@@ -413,8 +418,9 @@ async def test_pacer_waits_for_a_reasonable_reset_and_says_so() -> None:
 @pytest.mark.anyio
 async def test_a_hold_is_never_longer_than_the_limit() -> None:
     clock = FakeClock()
-    pacer = Pacer(follow_quota=False, clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep,
-                  max_wait=60.0)
+    pacer = Pacer(
+        follow_quota=False, clock=clock.monotonic, wall=clock.wall, sleep=clock.sleep, max_wait=60.0
+    )
     pacer.hold(10**9)
     await pacer.wait()
     assert clock.now - 100.0 <= 60.0
@@ -432,8 +438,12 @@ async def test_stop_ends_every_wait_of_the_pacer(waiting_for: str) -> None:
         await asyncio.Event().wait()
 
     clock = FakeClock()
-    pacer = Pacer(clock=clock.monotonic, wall=clock.wall, sleep=forever,
-                  follow_quota=waiting_for in ("quota", "probe"))
+    pacer = Pacer(
+        clock=clock.monotonic,
+        wall=clock.wall,
+        sleep=forever,
+        follow_quota=waiting_for in ("quota", "probe"),
+    )
     if waiting_for == "hold":
         pacer.hold(30.0)
     elif waiting_for == "quota":

@@ -28,12 +28,21 @@ def render_repo(record: dict[str, Any], namespace: str = "acme") -> tuple[str, A
 
 def test_simple_references_keep_types_and_leave_absent_values_out() -> None:
     compiled = compile_value(
-        {"a": "{{ record.a }}", "b": "{{ record.b }}", "c": "{{ settings.c }}", "d": "x",
-         "e": "{{ record['e-f'] }}", "n": "{{ record.n }}"},
+        {
+            "a": "{{ record.a }}",
+            "b": "{{ record.b }}",
+            "c": "{{ settings.c }}",
+            "d": "x",
+            "e": "{{ record['e-f'] }}",
+            "n": "{{ record.n }}",
+        },
         {"c": 3},
     )
     assert evaluate(compiled, {"a": True, "b": None, "e-f": [1], "n": ""}) == {
-        "a": True, "c": 3, "d": "x", "e": [1],
+        "a": True,
+        "c": 3,
+        "d": "x",
+        "e": [1],
     }
 
 
@@ -128,8 +137,11 @@ def test_manual_body_given_as_json_text_inserts_values_as_data() -> None:
 
 def test_manual_record_itself_as_body() -> None:
     renderer = for_manual(
-        method="POST", url="https://hub.docker.com/v2/orgs/acme/groups", settings={},
-        base_url=BASE, body_is_record=True,
+        method="POST",
+        url="https://hub.docker.com/v2/orgs/acme/groups",
+        settings={},
+        base_url=BASE,
+        body_is_record=True,
     )
     request = renderer.render(Record(0, {"name": "team-a"}))
     assert request.url == "https://hub.docker.com/v2/orgs/acme/groups"
@@ -160,8 +172,12 @@ def test_manual_method_must_write() -> None:
 @pytest.mark.parametrize("value", ["a\r\nX-Evil: 1", "a\nb", "a\rb", "a\x00b"])
 def test_header_values_with_line_breaks_are_refused(value: str) -> None:
     renderer = for_manual(
-        method="POST", url="/v2/orgs/acme/groups", settings={}, base_url=BASE,
-        headers={"X-Trace": "{{ record.trace }}"}, body={"name": "x"},
+        method="POST",
+        url="/v2/orgs/acme/groups",
+        settings={},
+        base_url=BASE,
+        headers={"X-Trace": "{{ record.trace }}"},
+        body={"name": "x"},
     )
     with pytest.raises(RenderError, match="line break"):
         renderer.render(Record(0, {"trace": value}))
@@ -182,7 +198,11 @@ def test_parse_headers_requires_name_and_colon() -> None:
 
 def test_json_property_batching_wraps_items_with_extra_props() -> None:
     renderer = for_manual(
-        method="POST", url="/v2/x", settings={}, base_url=BASE, body_is_record=True,
+        method="POST",
+        url="/v2/x",
+        settings={},
+        base_url=BASE,
+        body_is_record=True,
         batching=Batching(mode="json_property", size=2, property="items", extra={"v": 1}),
     )
     items = [renderer.item(Record(i, {"n": i}, key=f"k{i}")) for i in range(2)]
@@ -199,19 +219,29 @@ def batch_body(records: list[dict[str, Any]], settings: dict[str, Any]) -> dict[
 
 def test_code_batching_calls_the_function_with_records_and_settings() -> None:
     renderer = for_manual(
-        method="POST", url="/v2/x", settings={"org": "acme"}, base_url=BASE, body_is_record=True,
+        method="POST",
+        url="/v2/x",
+        settings={"org": "acme"},
+        base_url=BASE,
+        body_is_record=True,
         batching=Batching(mode="code", size=10, function="tests.test_render:batch_body"),
     )
     items = [renderer.item(Record(i, {"name": f"n{i}"})) for i in range(3)]
     assert orjson.loads(renderer.request(items).body or b"") == {
-        "names": ["n0", "n1", "n2"], "org": "acme",
+        "names": ["n0", "n1", "n2"],
+        "org": "acme",
     }
 
 
 def test_code_batching_needs_an_importable_function() -> None:
     with pytest.raises(ConfigError, match="cannot import"):
-        for_manual(method="POST", url="/v2/x", settings={}, base_url=BASE,
-                   batching=Batching(mode="code", function="no_such_module:f"))
+        for_manual(
+            method="POST",
+            url="/v2/x",
+            settings={},
+            base_url=BASE,
+            batching=Batching(mode="code", function="no_such_module:f"),
+        )
 
 
 text = st.text(st.characters(codec="utf-8"), min_size=1, max_size=40)
@@ -241,8 +271,12 @@ def test_property_record_values_never_escape_their_segment(value: str) -> None:
 @given(value=text)
 def test_property_header_values_never_inject(value: str) -> None:
     renderer = for_manual(
-        method="POST", url="/v2/x", settings={}, base_url=BASE,
-        headers={"X-Trace": "{{ record.trace }}"}, body={"a": "{{ record.trace }}"},
+        method="POST",
+        url="/v2/x",
+        settings={},
+        base_url=BASE,
+        headers={"X-Trace": "{{ record.trace }}"},
+        body={"a": "{{ record.trace }}"},
     )
     try:
         request = renderer.render(Record(0, {"trace": value}))

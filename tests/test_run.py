@@ -45,8 +45,10 @@ def run(
     base = {"connection": {"identifier": identifier, "secret_env": "SINK_TEST_SECRET"}}
     path = write_config(folder, {**base, **config}, rows)
     destination = open_destination(path, base_url=hub.url)
-    kind = "oat" if secret.startswith("dckr_oat_") else (
-        "pat" if secret.startswith("dckr_pat_") else "password"
+    kind = (
+        "oat"
+        if secret.startswith("dckr_oat_")
+        else ("pat" if secret.startswith("dckr_pat_") else "password")
     )
     credentials = Credentials(hub.url, identifier, secret, kind)  # type: ignore[arg-type]
     options = RunOptions(folder / "records.jsonl", yes=True)
@@ -63,8 +65,11 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
 
-REPO_CONFIG = {"template": "create-repository", "settings": {"namespace": "acme"},
-               "key_field": "name"}
+REPO_CONFIG = {
+    "template": "create-repository",
+    "settings": {"namespace": "acme"},
+    "key_field": "name",
+}
 
 
 def repo_rows(count: int, prefix: str = "svc") -> list[dict[str, Any]]:
@@ -106,10 +111,12 @@ def test_invalid_records_are_rejected_replayable_and_never_sent(
     assert len(posts) == 1
     # The rejects file is an input: fixed and replayed, the _sink_ attributes are left out.
     fixed = tmp_path / "fixed.jsonl"
-    fixed.write_bytes(b"".join(
-        orjson.dumps({**r, "name": r["name"].lower().replace("_", "-") + "-fixed"}) + b"\n"
-        for r in rejects
-    ))
+    fixed.write_bytes(
+        b"".join(
+            orjson.dumps({**r, "name": r["name"].lower().replace("_", "-") + "-fixed"}) + b"\n"
+            for r in rejects
+        )
+    )
     path = tmp_path / "dest.yaml"
     destination = open_destination(path, base_url=hub.url)
     credentials = Credentials(hub.url, "acme", OAT, "oat")
@@ -133,9 +140,20 @@ def test_jwt_expiry_is_crossed_mid_run(tmp_path: Path) -> None:
 def test_an_isolated_429_delays_only_its_own_record(hub: Simulator, tmp_path: Path) -> None:
     # One create in ten is answered 429 (Retry-After: 1) while Hub reports plenty of quota;
     # the others take 50 ms, so the run lasts longer than the wait.
-    hub.set_faults({"rules": [{"method": "POST", "path": "/v2/namespaces/*/repositories",
-                               "burst_every": 10, "burst_length": 1, "retry_after": 1,
-                               "latency_ms": 50}]})
+    hub.set_faults(
+        {
+            "rules": [
+                {
+                    "method": "POST",
+                    "path": "/v2/namespaces/*/repositories",
+                    "burst_every": 10,
+                    "burst_length": 1,
+                    "retry_after": 1,
+                    "latency_ms": 50,
+                }
+            ]
+        }
+    )
     summary = run(hub, tmp_path, {**REPO_CONFIG, "concurrency": 4}, repo_rows(60))
     assert summary.counts.ok == 60
     assert summary.stats is not None and summary.stats.rate_limited >= 1
@@ -144,8 +162,9 @@ def test_an_isolated_429_delays_only_its_own_record(hub: Simulator, tmp_path: Pa
     # The other workers went on while the throttled record waited its second...
     assert [r for r in log if first + 0.05 < r["time"] < first + 0.95 and r["status"] == 201]
     # ...and the throttled records were sent again only after it.
-    throttled = [line for line in lines(tmp_path / "out" / "dest-responses.jsonl")
-                 if line["attempts"] > 1]
+    throttled = [
+        line for line in lines(tmp_path / "out" / "dest-responses.jsonl") if line["attempts"] > 1
+    ]
     assert len(throttled) == summary.stats.rate_limited
     assert all(line["duration"] >= 1.0 and line["http_status"] == 201 for line in throttled)
     assert sorted(n for n in repositories(hub) if n.startswith("svc-")) == [
@@ -155,8 +174,19 @@ def test_an_isolated_429_delays_only_its_own_record(hub: Simulator, tmp_path: Pa
 
 def test_dense_429s_hold_every_worker(hub: Simulator, tmp_path: Path) -> None:
     # Half the creates are answered 429: the quota Hub reports is not what is limiting.
-    hub.set_faults({"rules": [{"method": "POST", "path": "/v2/namespaces/*/repositories",
-                               "burst_every": 4, "burst_length": 2, "retry_after": 1}]})
+    hub.set_faults(
+        {
+            "rules": [
+                {
+                    "method": "POST",
+                    "path": "/v2/namespaces/*/repositories",
+                    "burst_every": 4,
+                    "burst_length": 2,
+                    "retry_after": 1,
+                }
+            ]
+        }
+    )
     summary = run(hub, tmp_path, {**REPO_CONFIG, "concurrency": 4}, repo_rows(20))
     assert summary.counts.ok == 20
     assert summary.stats is not None and summary.stats.rate_limit_wait >= 1.0  # shared holds
@@ -174,8 +204,19 @@ def test_dense_429s_hold_every_worker(hub: Simulator, tmp_path: Path) -> None:
 def test_5xx_and_dropped_connections_are_retried_without_duplicates(
     hub: Simulator, tmp_path: Path
 ) -> None:
-    hub.set_faults({"seed": 7, "rules": [{"method": "POST", "path": "/v2/namespaces/*/repositories",
-                                         "error_rate": 0.25, "drop_rate": 0.1}]})
+    hub.set_faults(
+        {
+            "seed": 7,
+            "rules": [
+                {
+                    "method": "POST",
+                    "path": "/v2/namespaces/*/repositories",
+                    "error_rate": 0.25,
+                    "drop_rate": 0.1,
+                }
+            ],
+        }
+    )
     config = {**REPO_CONFIG, "retry": {"max_attempts": 10, "max_seconds": 60}}
     rows = repo_rows(40)
     summary = run(hub, tmp_path, config, rows)
@@ -187,12 +228,22 @@ def test_5xx_and_dropped_connections_are_retried_without_duplicates(
     assert len(names) == len(set(names))
 
 
-def test_ambiguous_creates_are_looked_up_never_duplicated(
-    hub: Simulator, tmp_path: Path
-) -> None:
+def test_ambiguous_creates_are_looked_up_never_duplicated(hub: Simulator, tmp_path: Path) -> None:
     # The change is applied, then the answer comes too late: the client times out.
-    hub.set_faults({"seed": 3, "rules": [{"method": "POST", "path": "/v2/namespaces/*/repositories",
-                                         "slow_rate": 0.3, "slow_ms": 1500, "apply_first": True}]})
+    hub.set_faults(
+        {
+            "seed": 3,
+            "rules": [
+                {
+                    "method": "POST",
+                    "path": "/v2/namespaces/*/repositories",
+                    "slow_rate": 0.3,
+                    "slow_ms": 1500,
+                    "apply_first": True,
+                }
+            ],
+        }
+    )
     config = {**REPO_CONFIG, "timeout": 0.5}
     rows = repo_rows(20)
     summary = run(hub, tmp_path, config, rows)
@@ -213,28 +264,48 @@ def test_a_pat_on_an_org_endpoint_stops_with_the_reason(hub: Simulator, tmp_path
 
 
 def test_a_pat_refused_by_hub_stops_the_run(hub: Simulator, tmp_path: Path) -> None:
-    config = {"manual": {"method": "POST", "url": "/v2/orgs/acme/groups",
-                         "body": {"name": "{{ record.team }}"}}}
-    summary = run(hub, tmp_path, config, [{"team": "qa"}, {"team": "ops"}],
-                  identifier="alice", secret=ALICE_PAT)
+    config = {
+        "manual": {
+            "method": "POST",
+            "url": "/v2/orgs/acme/groups",
+            "body": {"name": "{{ record.team }}"},
+        }
+    }
+    summary = run(
+        hub,
+        tmp_path,
+        config,
+        [{"team": "qa"}, {"team": "ops"}],
+        identifier="alice",
+        secret=ALICE_PAT,
+    )
     assert summary.stopped is not None
     assert "organization access token" in summary.stopped
     assert summary.counts.ok == 0
 
 
 def test_bulk_invite_results_are_mapped_to_their_records(hub: Simulator, tmp_path: Path) -> None:
-    config = {"template": "bulk-invite", "settings": {"org": "acme"}, "key_field": "invitee",
-              "batching": {"mode": "json_property", "property": "invitees", "size": 10}}
-    rows = [{"invitee": "newcomer@example.com"}, {"invitee": "bob"},
-            {"invitee": "not an email or id!"}, {"invitee": "frank@example.com"}]
+    config = {
+        "template": "bulk-invite",
+        "settings": {"org": "acme"},
+        "key_field": "invitee",
+        "batching": {"mode": "json_property", "property": "invitees", "size": 10},
+    }
+    rows = [
+        {"invitee": "newcomer@example.com"},
+        {"invitee": "bob"},
+        {"invitee": "not an email or id!"},
+        {"invitee": "frank@example.com"},
+    ]
     summary = run(hub, tmp_path, config, rows)
     assert summary.counts.requests == 1
     rejected = {r["invitee"]: r["_sink_error"] for r in lines(summary.outputs.rejects)}
     assert list(rejected) == ["not an email or id!"]
     assert "invalid" in rejected["not an email or id!"]
     assert summary.counts.ok == 3
-    invites = {i["invitee"] for o in hub.state()["orgs"] if o["name"] == "acme"
-               for i in o["invites"]}
+    invites = {
+        i["invitee"] for o in hub.state()["orgs"] if o["name"] == "acme" for i in o["invites"]
+    }
     assert {"newcomer@example.com", "frank@example.com"} <= invites
 
 
@@ -247,13 +318,19 @@ def secrets_issued(hub: Simulator) -> list[str]:
 
 def test_created_secrets_go_only_to_the_vault(hub: Simulator, tmp_path: Path) -> None:
     rows = [{"token_label": f"ci-{i}", "scopes": "repo:read,repo:write"} for i in range(5)]
-    config = {"template": "create-personal-access-token", "key_field": "token_label",
-              "connection": {"identifier": "alice", "secret_env": "SINK_TEST_SECRET"}}
+    config = {
+        "template": "create-personal-access-token",
+        "key_field": "token_label",
+        "connection": {"identifier": "alice", "secret_env": "SINK_TEST_SECRET"},
+    }
     path = write_config(tmp_path, config, rows)
     env = {**os.environ, "SINK_TEST_SECRET": ALICE_PASSWORD}
     done = subprocess.run(
         [sys.executable, "-m", "sink", "run", str(path), "--base-url", hub.url],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     vault = tmp_path / "out" / "dest-vault.jsonl"
@@ -262,8 +339,10 @@ def test_created_secrets_go_only_to_the_vault(hub: Simulator, tmp_path: Path) ->
     assert sorted(stored) == [f"ci-{i}" for i in range(5)]
     created = [s for s in secrets_issued(hub) if s in stored.values()]
     assert len(created) == 5
-    everything_else = done.stdout + done.stderr + "".join(
-        p.read_text() for p in (tmp_path / "out").iterdir() if p != vault
+    everything_else = (
+        done.stdout
+        + done.stderr
+        + "".join(p.read_text() for p in (tmp_path / "out").iterdir() if p != vault)
     )
     for secret in [*secrets_issued(hub), ALICE_PASSWORD]:
         assert secret not in everything_else
@@ -272,13 +351,19 @@ def test_created_secrets_go_only_to_the_vault(hub: Simulator, tmp_path: Path) ->
 
 def test_ctrl_c_stops_intake_flushes_and_exits_130(tmp_path: Path) -> None:
     with Simulator(latency_ms=50) as slow:
-        config = {"connection": {"identifier": "acme", "secret_env": "SINK_TEST_SECRET"},
-                  **REPO_CONFIG, "concurrency": 2}
+        config = {
+            "connection": {"identifier": "acme", "secret_env": "SINK_TEST_SECRET"},
+            **REPO_CONFIG,
+            "concurrency": 2,
+        }
         path = write_config(tmp_path, config, repo_rows(400))
         env = {**os.environ, "SINK_TEST_SECRET": OAT}
         process = subprocess.Popen(
             [sys.executable, "-m", "sink", "run", str(path), "--base-url", slow.url],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         responses = tmp_path / "out" / "dest-responses.jsonl"
         deadline = time.monotonic() + 30
@@ -299,14 +384,17 @@ def test_a_team_named_by_name_is_granted_by_its_looked_up_id(
     hub: Simulator, tmp_path: Path
 ) -> None:
     config = {"template": "grant-team-repository", "settings": {"namespace": "acme"}}
-    rows = [{"repository": "web", "team": "developers", "permission": "read"},
-            {"repository": "web", "team": "no-such-team", "permission": "read"}]
+    rows = [
+        {"repository": "web", "team": "developers", "permission": "read"},
+        {"repository": "web", "team": "no-such-team", "permission": "read"},
+    ]
     summary = run(hub, tmp_path, config, rows)
     assert (summary.counts.ok, summary.counts.rejected) == (1, 1)
     [rejected] = lines(summary.outputs.rejects)
     assert rejected["_sink_error"] == "team 'no-such-team' does not exist in organization acme"
-    web = next(r for r in hub.state()["repositories"]
-               if (r["namespace"], r["name"]) == ("acme", "web"))
+    web = next(
+        r for r in hub.state()["repositories"] if (r["namespace"], r["name"]) == ("acme", "web")
+    )
     assert web["teams"] == {"developers": "read"}
     group_lists = [r for r in hub.requests() if r["path"] == "/v2/orgs/acme/groups"]
     assert len(group_lists) == 1  # looked up once, then cached
@@ -316,8 +404,7 @@ def test_adding_a_non_member_to_a_team_is_rejected_before_sending(
     hub: Simulator, tmp_path: Path
 ) -> None:
     config = {"template": "add-team-member", "settings": {"org": "acme"}}
-    rows = [{"team": "developers", "username": "carol"},
-            {"team": "developers", "username": "dave"}]
+    rows = [{"team": "developers", "username": "carol"}, {"team": "developers", "username": "dave"}]
     summary = run(hub, tmp_path, config, rows)
     assert (summary.counts.ok, summary.counts.rejected) == (1, 1)
     [rejected] = lines(summary.outputs.rejects)

@@ -584,8 +584,7 @@ def test_a_line_exactly_at_the_cap_is_read() -> None:
     line = b'{"n": "' + b"x" * (1024 - 10) + b'"}'
     assert len(line) == 1024 - 1
     for ending in (b"\n", b"\r\n", b""):
-        items = list(read_records(io.BytesIO(line + b"x" + ending), "jsonl",
-                                  max_record_bytes=1024))
+        items = list(read_records(io.BytesIO(line + b"x" + ending), "jsonl", max_record_bytes=1024))
         assert len(items) == 1 and isinstance(items[0], BadRow)  # not JSON, but not too long
         assert "longer than" not in items[0].error
     assert read_records(io.BytesIO(line + b"\n"), "jsonl", max_record_bytes=1024)

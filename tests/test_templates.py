@@ -385,8 +385,11 @@ def test_idempotent_flags_are_set_exactly_where_a_post_or_patch_has_no_look_up()
     # Such a request with an unknown outcome is sent again without a look-up: only where
     # sending it twice does what sending it once does.
     assert {t.id for t in REGISTRY if t.idempotent} == {
-        "grant-team-repository", "verify-immutable-tags", "resend-invite",
-        "update-immutable-tags", "update-org-access-token",
+        "grant-team-repository",
+        "verify-immutable-tags",
+        "resend-invite",
+        "update-immutable-tags",
+        "update-org-access-token",
     }
     for template in REGISTRY:
         if template.method in ("POST", "PATCH"):
@@ -513,8 +516,12 @@ def test_record_path_values_stay_in_their_segment(
     record[field] = value
     request = render_example(template, record)
     parts = urlsplit(request.url)
-    assert (parts.scheme, parts.netloc, parts.query, parts.fragment) == ("https", "hub.docker.com",
-                                                                        "", "")
+    assert (parts.scheme, parts.netloc, parts.query, parts.fragment) == (
+        "https",
+        "hub.docker.com",
+        "",
+        "",
+    )
     spec_segments = template.path.split("/")
     got = segments(request.url)
     assert len(got) == len(spec_segments)

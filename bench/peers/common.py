@@ -37,8 +37,9 @@ def arguments(description: str) -> argparse.Namespace:
 def token(url: str, identifier: str) -> str:
     """Exchange ``BENCH_HUB_SECRET`` for a bearer JWT (``POST /v2/auth/token``)."""
     secret = os.environ["BENCH_HUB_SECRET"]
-    response = httpx.post(f"{url}/v2/auth/token",
-                          json={"identifier": identifier, "secret": secret}, timeout=30)
+    response = httpx.post(
+        f"{url}/v2/auth/token", json={"identifier": identifier, "secret": secret}, timeout=30
+    )
     response.raise_for_status()
     return str(response.json()["access_token"])
 

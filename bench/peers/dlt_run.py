@@ -45,8 +45,9 @@ def main() -> None:
 
     url = f"{args.url}/v2/namespaces/{args.namespace}/repositories"
     bearer = {"Authorization": f"Bearer {token(args.url, args.identifier)}"}
-    client = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=workers,
-                                                          max_keepalive_connections=workers))
+    client = httpx.Client(
+        timeout=30, limits=httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    )
     lock = threading.Lock()
     counts = {"ok": 0, "failed": 0}
 
@@ -72,7 +73,7 @@ def main() -> None:
                 continue
             if (status == 0 or status >= 500) and attempt + 1 < ATTEMPTS:
                 attempt += 1
-                time.sleep(random.uniform(0, min(10.0, 0.5 * 2 ** attempt)))
+                time.sleep(random.uniform(0, min(10.0, 0.5 * 2**attempt)))
                 continue
             with lock:
                 counts["failed"] += 1
@@ -94,8 +95,12 @@ def main() -> None:
         if chunk:
             yield chunk
 
-    pipeline = dlt.pipeline(pipeline_name="hub_bench", destination=dockerhub,
-                            pipelines_dir=args.work or None, dev_mode=True)
+    pipeline = dlt.pipeline(
+        pipeline_name="hub_bench",
+        destination=dockerhub,
+        pipelines_dir=args.work or None,
+        dev_mode=True,
+    )
     error = ""
     try:
         pipeline.run(repositories())

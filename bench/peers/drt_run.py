@@ -23,9 +23,11 @@ from pathlib import Path
 
 from common import arguments, report, token
 
-BODY = ('{"name": {{ row.name | tojson }}, "namespace": "%s", '
-        '"description": {{ row.description | tojson }}, '
-        '"is_private": {{ row.is_private | tojson }}}')
+BODY = (
+    '{"name": {{ row.name | tojson }}, "namespace": "%s", '
+    '"description": {{ row.description | tojson }}, '
+    '"is_private": {{ row.is_private | tojson }}}'
+)
 
 
 def sync_yaml(name: str, model: str, url: str, namespace: str, rate: float) -> str:
@@ -57,7 +59,8 @@ def main() -> None:
     (work / "syncs").mkdir(parents=True, exist_ok=True)
     (work / "home" / ".drt").mkdir(parents=True, exist_ok=True)
     (work / "home" / ".drt" / "profiles.yml").write_text(
-        "bench:\n  type: duckdb\n  database: ':memory:'\n")
+        "bench:\n  type: duckdb\n  database: ':memory:'\n"
+    )
     (work / "drt_project.yml").write_text('name: hub_bench\nversion: "0.1"\nprofile: bench\n')
     reader = "read_parquet" if args.input.endswith(".parquet") else "read_csv"
     source = f"SELECT name, description, is_private FROM {reader}('{args.input}')"
@@ -68,7 +71,8 @@ def main() -> None:
     for k in range(parts):
         model = source if parts == 1 else f"{source} WHERE hash(name) % {parts} = {k}"
         (work / "syncs" / f"repos_{k:03d}.yml").write_text(
-            sync_yaml(f"repos_{k:03d}", model, url, args.namespace, rate))
+            sync_yaml(f"repos_{k:03d}", model, url, args.namespace, rate)
+        )
     env = dict(os.environ, HOME=str(work / "home"), HUB_TOKEN=token(args.url, args.identifier))
     env.pop("BENCH_HUB_SECRET", None)
     drt = str(Path(sys.executable).with_name("drt"))
@@ -77,8 +81,9 @@ def main() -> None:
         command += ["--threads", str(parts)]
     if args.dry_run:
         command.append("--dry-run")
-    child = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     # stopped by the benchmark (SIGTERM): stop drt too and wait, so its CPU is counted
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())
     stdout, stderr = child.communicate()

@@ -63,7 +63,7 @@ async def main() -> None:
                 if (status == 0 or status >= 500) and attempt + 1 < ATTEMPTS:
                     attempt += 1
                     counts["retries"] += 1
-                    await asyncio.sleep(random.uniform(0, min(10.0, 0.5 * 2 ** attempt)))
+                    await asyncio.sleep(random.uniform(0, min(10.0, 0.5 * 2**attempt)))
                     continue
                 counts["failed"] += 1
                 return

@@ -22,21 +22,38 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free port)")
-    p.add_argument("--seed", default=None,
-                   help="YAML or JSON seed file (default: the built-in demo seed)")
-    p.add_argument("--latency-ms", type=float, default=0.0,
-                   help="fixed latency added to every Hub request, in ms (default 0)")
-    p.add_argument("--faults", default=None,
-                   help='fault settings as JSON text or a JSON/YAML file, e.g. '
-                        '\'{"error_rate": 0.1, "rules": [{"method": "POST", '
-                        '"path": "/v2/namespaces/*/repositories", "slow_rate": 1, '
-                        '"slow_ms": 5000}]}\'')
-    p.add_argument("--jwt-ttl", type=float, default=600.0,
-                   help="lifetime of issued JWTs in seconds (default 600, as Hub)")
-    p.add_argument("--no-control", action="store_true",
-                   help="disable the test-only control API under /_sim")
-    p.add_argument("--http", default="auto", choices=("auto", "h11", "httptools"),
-                   help="uvicorn HTTP implementation (default auto)")
+    p.add_argument(
+        "--seed", default=None, help="YAML or JSON seed file (default: the built-in demo seed)"
+    )
+    p.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="fixed latency added to every Hub request, in ms (default 0)",
+    )
+    p.add_argument(
+        "--faults",
+        default=None,
+        help="fault settings as JSON text or a JSON/YAML file, e.g. "
+        '\'{"error_rate": 0.1, "rules": [{"method": "POST", '
+        '"path": "/v2/namespaces/*/repositories", "slow_rate": 1, '
+        '"slow_ms": 5000}]}\'',
+    )
+    p.add_argument(
+        "--jwt-ttl",
+        type=float,
+        default=600.0,
+        help="lifetime of issued JWTs in seconds (default 600, as Hub)",
+    )
+    p.add_argument(
+        "--no-control", action="store_true", help="disable the test-only control API under /_sim"
+    )
+    p.add_argument(
+        "--http",
+        default="auto",
+        choices=("auto", "h11", "httptools"),
+        help="uvicorn HTTP implementation (default auto)",
+    )
     return p
 
 
@@ -45,8 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         faults = fault_config(args.faults)
-        serve(args.host, args.port, args.seed, args.latency_ms, faults, args.jwt_ttl,
-              http=args.http, control=not args.no_control)
+        serve(
+            args.host,
+            args.port,
+            args.seed,
+            args.latency_ms,
+            faults,
+            args.jwt_ttl,
+            http=args.http,
+            control=not args.no_control,
+        )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,20 +16,42 @@ _PAT_RANK = {scope: rank for rank, scope in enumerate(PAT_SCOPES, start=1)}
 
 ORG_SCOPES = frozenset(
     {
-        "scope-member-read", "scope-member-edit", "scope-invite-read", "scope-invite-edit",
-        "scope-group-read", "scope-group-edit", "scope-activity-read",
-        "scope-siem_credentials-read", "scope-ram-read", "scope-ram-write", "scope-report-read",
-        "scope-repository-create", "scope-repository-list", "scope-registry-usage-read",
-        "scope-cloud-connect", "scope-audit_events-read", "scope-governance-policy-read",
+        "scope-member-read",
+        "scope-member-edit",
+        "scope-invite-read",
+        "scope-invite-edit",
+        "scope-group-read",
+        "scope-group-edit",
+        "scope-activity-read",
+        "scope-siem_credentials-read",
+        "scope-ram-read",
+        "scope-ram-write",
+        "scope-report-read",
+        "scope-repository-create",
+        "scope-repository-list",
+        "scope-registry-usage-read",
+        "scope-cloud-connect",
+        "scope-audit_events-read",
+        "scope-governance-policy-read",
         "scope-governance-policy-write",
     }
 )
 REPO_SCOPES = frozenset(
     {
-        "scope-image-pull", "scope-image-push", "scope-image-delete", "scope-repository-read",
-        "scope-repository-edit", "scope-repository-admin", "scope-tag-read", "scope-tag-admin",
-        "scope-webhook-read", "scope-webhook-edit", "scope-webhook-admin",
-        "scope-repo-group-read", "scope-repo-group-edit", "scope-repo-group-admin",
+        "scope-image-pull",
+        "scope-image-push",
+        "scope-image-delete",
+        "scope-repository-read",
+        "scope-repository-edit",
+        "scope-repository-admin",
+        "scope-tag-read",
+        "scope-tag-admin",
+        "scope-webhook-read",
+        "scope-webhook-edit",
+        "scope-webhook-admin",
+        "scope-repo-group-read",
+        "scope-repo-group-edit",
+        "scope-repo-group-admin",
         "scope-repository-settings-admin",
     }
 )
@@ -52,9 +74,7 @@ _IMPLIES: dict[str, tuple[str, ...]] = {
 }
 
 # OAT repository scopes that satisfy each kind of repository access.
-OAT_REPO_READ = frozenset(
-    {"scope-repository-read", "scope-image-pull", "scope-tag-read"}
-)
+OAT_REPO_READ = frozenset({"scope-repository-read", "scope-image-pull", "scope-tag-read"})
 OAT_REPO_SETTINGS = frozenset({"scope-repository-settings-admin", "scope-repository-admin"})
 OAT_REPO_GROUPS = frozenset({"scope-repo-group-edit", "scope-repository-admin"})
 
@@ -118,8 +138,7 @@ def oat_repo_scopes(token: OrgToken, repo: Repository) -> frozenset[str]:
         if resource.get("type") != "TYPE_REPO":
             continue
         path = str(resource.get("path", "")).lower()
-        matched = (not repo.is_private) if path == "*/*/public" else fnmatch.fnmatchcase(
-            full, path)
+        matched = (not repo.is_private) if path == "*/*/public" else fnmatch.fnmatchcase(full, path)
         if matched:
             scopes.extend(resource.get("scopes", []))
     return expand(scopes)
@@ -173,8 +192,10 @@ def check_repo(
         raise HubError(401, "authentication required")
     if who.token is not None:
         held = oat_repo_scopes(who.token, repo)
-        if need == READ and repo.namespace == who.name and "scope-repository-list" in (
-            oat_org_scopes(who.token, who.name)
+        if (
+            need == READ
+            and repo.namespace == who.name
+            and "scope-repository-list" in (oat_org_scopes(who.token, who.name))
         ):
             held = held | OAT_REPO_READ
         if held & oat_scopes:
@@ -188,8 +209,10 @@ def check_repo(
         if level == 0:
             raise not_found("object not found")
         raise forbidden("permission denied")
-    wanted = "repo:public_read" if need == READ and not repo.is_private else (
-        "repo:read" if need == READ else "repo:write" if need == WRITE else "repo:admin"
+    wanted = (
+        "repo:public_read"
+        if need == READ and not repo.is_private
+        else ("repo:read" if need == READ else "repo:write" if need == WRITE else "repo:admin")
     )
     if who.pat_rank() < _PAT_RANK[wanted]:
         raise forbidden(f"insufficient scope: this operation needs {wanted}")

@@ -88,8 +88,9 @@ async def accept(request: Request) -> Response:
     """``POST /_sim/invites/{id}/accept`` (``{"username": ...}`` optional): the invitee joins."""
     data = _body(await request.body())
     username = data.get("username") if isinstance(data, dict) else None
-    result = accept_invite(sim_of(request).hub, request.path_params["id"],
-                           str(username) if username else None)
+    result = accept_invite(
+        sim_of(request).hub, request.path_params["id"], str(username) if username else None
+    )
     return json(result)
 
 

@@ -184,7 +184,8 @@ class Faults:
             n = self._counts.get(index, 0)
             self._counts[index] = n + 1
             if decision.throttle is None and n % spec.burst_every >= (
-                    spec.burst_every - spec.burst_length):
+                spec.burst_every - spec.burst_length
+            ):
                 decision.throttle = float(spec.retry_after)
                 labels.append("burst")
         if spec.drop_rate and rng.random() < spec.drop_rate:

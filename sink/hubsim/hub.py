@@ -74,8 +74,11 @@ class Hub:
             "iat": int(now),
             "exp": math.ceil(now + self.jwt_ttl),
             "jti": str(uuid.uuid4()),
-            SOURCE_CLAIM: {"source": {"type": kind, "id": cred}, "username": subject,
-                           "scopes": scopes},
+            SOURCE_CLAIM: {
+                "source": {"type": kind, "id": cred},
+                "username": subject,
+                "scopes": scopes,
+            },
         }
         return tokens.encode(claims, self.key)
 
@@ -164,5 +167,3 @@ class Hub:
         self.state.audit.append(
             AuditEvent(account, action, name, actor_name, data or {}, now_iso(), description)
         )
-
-

@@ -23,16 +23,28 @@ CONTROL_PREFIX = "/_sim"
 _JSON = (b"content-type", b"application/json")
 _HTML = (b"content-type", b"text/html; charset=utf-8")
 _THROTTLED = orjson.dumps(
-    {"message": "Rate limit exceeded", "errinfo": None, "detail": "Rate limit exceeded",
-     "error": False}
+    {
+        "message": "Rate limit exceeded",
+        "errinfo": None,
+        "detail": "Rate limit exceeded",
+        "error": False,
+    }
 )
 _ERROR_BODIES = {
-    500: (_JSON, orjson.dumps({"message": "internal error", "errinfo": None,
-                               "detail": "internal error"})),
-    502: (_HTML, b"<html><head><title>502 Bad Gateway</title></head><body><center>"
-                 b"<h1>502 Bad Gateway</h1></center></body></html>\n"),
-    503: (_HTML, b"<html><head><title>503 Service Temporarily Unavailable</title></head><body>"
-                 b"<center><h1>503 Service Temporarily Unavailable</h1></center></body></html>\n"),
+    500: (
+        _JSON,
+        orjson.dumps({"message": "internal error", "errinfo": None, "detail": "internal error"}),
+    ),
+    502: (
+        _HTML,
+        b"<html><head><title>502 Bad Gateway</title></head><body><center>"
+        b"<h1>502 Bad Gateway</h1></center></body></html>\n",
+    ),
+    503: (
+        _HTML,
+        b"<html><head><title>503 Service Temporarily Unavailable</title></head><body>"
+        b"<center><h1>503 Service Temporarily Unavailable</h1></center></body></html>\n",
+    ),
 }
 
 
@@ -53,8 +65,15 @@ class RequestLog:
     def entries(self) -> list[dict[str, Any]]:
         """The log, oldest first; ``status`` is ``None`` for a dropped connection."""
         return [
-            {"time": t, "method": m, "path": p, "query": q, "status": s, "credential": c,
-             "faults": list(f)}
+            {
+                "time": t,
+                "method": m,
+                "path": p,
+                "query": q,
+                "status": s,
+                "credential": c,
+                "faults": list(f),
+            }
             for t, m, p, q, s, c, f in list(self._entries)
         ]
 
@@ -69,8 +88,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class HubLayer:
     """Wraps the router: decides faults, adds ``X-RateLimit-*`` headers, logs every request."""
 
-    def __init__(self, app: ASGIApp, hub_ref: Callable[[], Hub], faults_ref: Callable[[], Faults],
-                 log: RequestLog) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        hub_ref: Callable[[], Hub],
+        faults_ref: Callable[[], Faults],
+        log: RequestLog,
+    ) -> None:
         self.app = app
         self.hub_ref = hub_ref
         self.faults_ref = faults_ref
@@ -97,17 +121,36 @@ class HubLayer:
         ]
         status = await self._serve(scope, receive, send, decision, extra)
         named = scope.get("hubsim.credential") or (
-            credential if not credential.startswith("ip:") else "anonymous")
-        self.log.add(now, method, path, scope.get("query_string", b"").decode("latin-1"),
-                     status, named, decision.labels)
+            credential if not credential.startswith("ip:") else "anonymous"
+        )
+        self.log.add(
+            now,
+            method,
+            path,
+            scope.get("query_string", b"").decode("latin-1"),
+            status,
+            named,
+            decision.labels,
+        )
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, decision: Decision,
-                     extra: list[tuple[bytes, bytes]]) -> int | None:
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        decision: Decision,
+        extra: list[tuple[bytes, bytes]],
+    ) -> int | None:
         if decision.delay:
             await asyncio.sleep(decision.delay)
         if decision.throttle is not None:
-            headers = [*extra[:1], (b"x-ratelimit-remaining", b"0"), extra[2],
-                       (b"retry-after", str(int(decision.throttle)).encode()), _JSON]
+            headers = [
+                *extra[:1],
+                (b"x-ratelimit-remaining", b"0"),
+                extra[2],
+                (b"retry-after", str(int(decision.throttle)).encode()),
+                _JSON,
+            ]
             await _answer(send, 429, headers, _THROTTLED)
             return 429
         failing = decision.drop or decision.error is not None
@@ -140,8 +183,9 @@ class HubLayer:
             await send(message)
         return int(held[0]["status"]) if held else None
 
-    async def _fail(self, send: Send, decision: Decision,
-                    extra: list[tuple[bytes, bytes]]) -> int | None:
+    async def _fail(
+        self, send: Send, decision: Decision, extra: list[tuple[bytes, bytes]]
+    ) -> int | None:
         if decision.drop:
             await drop_connection(send)
             return None
@@ -152,8 +196,13 @@ class HubLayer:
 
 
 async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -170,7 +219,12 @@ async def drop_connection(send: Send) -> None:
         for _ in range(3):
             await asyncio.sleep(0)
         return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", b"1024"), _JSON]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", b"1024"), _JSON],
+        }
+    )
     await send({"type": "http.response.body", "body": b'{"', "more_body": True})
     raise ConnectionAbortedError("hubsim dropped the connection")

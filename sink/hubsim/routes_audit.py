@@ -23,7 +23,8 @@ def action_catalog() -> dict[str, Any]:
     """Hub's action catalog, as the spec's example answer of the actions route gives it."""
     spec = load_spec()
     example = spec["paths"][_ACTIONS_PATH]["get"]["responses"]["200"]["content"][
-        "application/json"]["examples"]["response"]["value"]
+        "application/json"
+    ]["examples"]["response"]["value"]
     catalog: dict[str, Any] = example
     return catalog
 
@@ -60,8 +61,9 @@ def _time(request: Request, name: str) -> float | None:
     try:
         return parse_time(raw)
     except ValueError as exc:
-        raise bad_request(f"{name}: not a date-time", {name: ["must be an RFC 3339 date-time"]}
-                          ) from exc
+        raise bad_request(
+            f"{name}: not a date-time", {name: ["must be an RFC 3339 date-time"]}
+        ) from exc
 
 
 async def list_logs(request: Request) -> Response:
@@ -79,8 +81,11 @@ async def list_logs(request: Request) -> Response:
     for event in reversed(hub.state.audit):
         if event.account != account:
             continue
-        if (action and event.action != action) or (name and event.name != name) or (
-                actor and event.actor != actor):
+        if (
+            (action and event.action != action)
+            or (name and event.name != name)
+            or (actor and event.actor != actor)
+        ):
             continue
         if start is not None or end is not None:
             when = parse_time(event.timestamp)
@@ -97,8 +102,6 @@ async def list_actions(request: Request) -> Response:
     who = hub.principal(request.headers.get("authorization"))
     _check(hub, who, request.path_params["account"].lower())
     return json(action_catalog())
-
-
 
 
 ROUTES: list[Route] = [

@@ -51,14 +51,16 @@ async def bulk_invite(request: Request) -> Response:
     role = body.role or "member"
     if role not in CORE_ROLES and role not in org.custom_roles:
         raise bad_request(f"invalid role {role!r}", {"role": ["unknown role"]})
-    results = [_invite_one(hub, org, who, invitee=invitee, team=team, role=role,
-                           dry_run=body.dry_run)
-               for invitee in dict.fromkeys(i.strip() for i in body.invitees)]
+    results = [
+        _invite_one(hub, org, who, invitee=invitee, team=team, role=role, dry_run=body.dry_run)
+        for invitee in dict.fromkeys(i.strip() for i in body.invitees)
+    ]
     return json({"invitees": results}, 202)
 
 
-def _invite_one(hub: Hub, org: Org, who: Principal, *, invitee: str, team: str, role: str,
-                dry_run: bool) -> dict[str, Any]:
+def _invite_one(
+    hub: Hub, org: Org, who: Principal, *, invitee: str, team: str, role: str, dry_run: bool
+) -> dict[str, Any]:
     state = hub.state
     is_email = bool(_EMAIL.match(invitee))
     user = state.user_by_email(invitee) if is_email else state.user(invitee) if invitee else None
@@ -73,9 +75,14 @@ def _invite_one(hub: Hub, org: Org, who: Principal, *, invitee: str, team: str, 
         return {"invitee": invitee, "status": "invited"}
     invite = Invite(new_uuid(), org.name, invitee, who.name, now_iso(), team, role)
     org.invites[invite.id] = invite
-    hub.record(org.name, "org.member.invite.send", org.name, who,
-               f"invited {invitee} to the organization",
-               {"invitee": invitee, "team": team, "role": role, "invite_id": invite.id})
+    hub.record(
+        org.name,
+        "org.member.invite.send",
+        org.name,
+        who,
+        f"invited {invitee} to the organization",
+        {"invitee": invitee, "team": team, "role": role, "invite_id": invite.id},
+    )
     return {"invitee": invitee, "status": "invited", "invite": invite_view(invite)}
 
 
@@ -121,12 +128,24 @@ def accept_invite(hub: Hub, invite_id: str, username: str | None) -> dict[str, A
     del org.invites[invite.id]
     state.set_role(org, user.username, invite.role)
     actor = Principal("password", user.username, f"password:{user.username}", user=user)
-    hub.record(org.name, "org.member.add", org.name, actor,
-               f"{user.username} joined the organization", {"member": user.username})
+    hub.record(
+        org.name,
+        "org.member.add",
+        org.name,
+        actor,
+        f"{user.username} joined the organization",
+        {"member": user.username},
+    )
     if invite.team and invite.team in org.teams and invite.team != "owners":
         org.teams[invite.team].members[user.username] = None
-        hub.record(org.name, "org.team.member.add", user.username, actor,
-                   f"added {user.username} to the team {invite.team}", {"team": invite.team})
+        hub.record(
+            org.name,
+            "org.team.member.add",
+            user.username,
+            actor,
+            f"added {user.username} to the team {invite.team}",
+            {"team": invite.team},
+        )
     return {"org": org.name, "username": user.username, "role": invite.role, "team": invite.team}
 
 

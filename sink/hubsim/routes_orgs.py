@@ -39,8 +39,10 @@ def _org(request: Request, *, role: str, oat_scope: str | None) -> tuple[Hub, Pr
 
 def _check_role(org: Org, role: str) -> None:
     if role not in CORE_ROLES and role not in org.custom_roles:
-        raise bad_request(f"invalid role {role!r}",
-                          {"role": [f"must be one of {', '.join(CORE_ROLES)} or a custom role"]})
+        raise bad_request(
+            f"invalid role {role!r}",
+            {"role": [f"must be one of {', '.join(CORE_ROLES)} or a custom role"]},
+        )
 
 
 def _choice(request: Request, name: str, allowed: tuple[str, ...]) -> str | None:
@@ -104,13 +106,31 @@ async def export_members(request: Request) -> Response:
         user = hub.state.users[username]
         teams = ", ".join(t.name for t in org.teams.values() if username in t.members)
         role = org.roles[username]
-        writer.writerow([user.full_name, username, user.email, "User",
-                         _ROLE_LABEL.get(role, role), teams, _csv_date(user.date_joined)])
+        writer.writerow(
+            [
+                user.full_name,
+                username,
+                user.email,
+                "User",
+                _ROLE_LABEL.get(role, role),
+                teams,
+                _csv_date(user.date_joined),
+            ]
+        )
     for invite in org.invites.values():
         email = invite.invitee if "@" in invite.invitee else ""
         name = "" if "@" in invite.invitee else invite.invitee
-        writer.writerow(["", name, email, "Invitee", _ROLE_LABEL.get(invite.role, invite.role),
-                         invite.team, _csv_date(invite.created_at)])
+        writer.writerow(
+            [
+                "",
+                name,
+                email,
+                "Invitee",
+                _ROLE_LABEL.get(invite.role, invite.role),
+                invite.team,
+                _csv_date(invite.created_at),
+            ]
+        )
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     return Response(
         out.getvalue(),
@@ -143,9 +163,14 @@ async def update_member_role(request: Request) -> Response:
         raise bad_request("cannot change the role of the organization's last owner")
     if previous != body.role:
         hub.state.set_role(org, username, body.role)
-        hub.record(org.name, "org.member.role.change", org.name, who,
-                   f"changed the role of {username} from {previous} to {body.role}",
-                   {"member": username, "role": body.role, "previous_role": previous})
+        hub.record(
+            org.name,
+            "org.member.role.change",
+            org.name,
+            who,
+            f"changed the role of {username} from {previous} to {body.role}",
+            {"member": username, "role": body.role, "previous_role": previous},
+        )
     return json(org_member(org, hub.state.users[username]))
 
 
@@ -156,8 +181,14 @@ async def remove_member(request: Request) -> Response:
     if org.roles[username] == "owner" and len(hub.state.owners_of(org)) == 1:
         raise bad_request("cannot remove the organization's last owner")
     hub.state.remove_member(org, username)
-    hub.record(org.name, "org.member.remove", org.name, who,
-               f"removed {username} from the organization", {"member": username})
+    hub.record(
+        org.name,
+        "org.member.remove",
+        org.name,
+        who,
+        f"removed {username} from the organization",
+        {"member": username},
+    )
     return empty()
 
 
@@ -200,8 +231,14 @@ async def create_team(request: Request) -> Response:
     _free_name(org, body.name)
     team = Team(hub.state.next_team_id(), new_uuid(), body.name, body.description)
     hub.state.add_team(org, team)
-    hub.record(org.name, "org.team.create", org.name, who, f"created the team {team.name}",
-               {"team": team.name})
+    hub.record(
+        org.name,
+        "org.team.create",
+        org.name,
+        who,
+        f"created the team {team.name}",
+        {"team": team.name},
+    )
     return json(org_group(team), 201)
 
 
@@ -212,7 +249,12 @@ async def get_team(request: Request) -> Response:
 
 
 def _update_team(
-    hub: Hub, who: Principal, org: Org, team: Team, name: str | None, description: str | None,
+    hub: Hub,
+    who: Principal,
+    org: Org,
+    team: Team,
+    name: str | None,
+    description: str | None,
     role: str | None,
 ) -> Team:
     before = (team.name, team.description, team.role)
@@ -227,8 +269,14 @@ def _update_team(
         _check_role(org, role)
         team.role = role
     if (team.name, team.description, team.role) != before:
-        hub.record(org.name, "org.team.update", org.name, who, f"updated the team {team.name}",
-                   {"team": team.name, "previous_name": before[0]})
+        hub.record(
+            org.name,
+            "org.team.update",
+            org.name,
+            who,
+            f"updated the team {team.name}",
+            {"team": team.name, "previous_name": before[0]},
+        )
     return team
 
 
@@ -257,8 +305,14 @@ async def delete_team(request: Request) -> Response:
     if team.name == OWNERS_TEAM:
         raise bad_request("the owners team cannot be deleted")
     hub.state.remove_team(org, team)
-    hub.record(org.name, "org.team.delete", org.name, who, f"deleted the team {team.name}",
-               {"team": team.name})
+    hub.record(
+        org.name,
+        "org.team.delete",
+        org.name,
+        who,
+        f"deleted the team {team.name}",
+        {"team": team.name},
+    )
     return empty()
 
 
@@ -266,8 +320,9 @@ async def list_team_members(request: Request) -> Response:
     """``GET /v2/orgs/{org_name}/groups/{group_name}/members`` (emails for owners only)."""
     hub, who, org = _org(request, role="member", oat_scope="scope-group-read")
     team = _team(org, request.path_params["group_name"])
-    elevated = who.kind == "oat" or (who.user is not None and
-                                     org.roles.get(who.user.username) == "owner")
+    elevated = who.kind == "oat" or (
+        who.user is not None and org.roles.get(who.user.username) == "owner"
+    )
     search = request.query_params.get("search") or ""
     page, size = page_params(request)
     users = [hub.state.users[u] for u in sorted(team.members)]
@@ -288,20 +343,33 @@ async def add_team_member(request: Request) -> Response:
     if user is None:
         raise not_found(f"user {body.member!r} not found")
     if user.username not in org.roles:
-        raise bad_request(f"{user.username} is not a member of the organization {org.name}",
-                          {"member": ["must be a member of the organization; invite them first"]})
+        raise bad_request(
+            f"{user.username} is not a member of the organization {org.name}",
+            {"member": ["must be a member of the organization; invite them first"]},
+        )
     if user.username in team.members:
         return empty(200)
     if team.name == OWNERS_TEAM:
         previous = org.roles[user.username]
         state.set_role(org, user.username, "owner")
-        hub.record(org.name, "org.member.role.change", org.name, who,
-                   f"changed the role of {user.username} from {previous} to owner",
-                   {"member": user.username, "role": "owner", "previous_role": previous})
+        hub.record(
+            org.name,
+            "org.member.role.change",
+            org.name,
+            who,
+            f"changed the role of {user.username} from {previous} to owner",
+            {"member": user.username, "role": "owner", "previous_role": previous},
+        )
     else:
         team.members[user.username] = None
-    hub.record(org.name, "org.team.member.add", user.username, who,
-               f"added {user.username} to the team {team.name}", {"team": team.name})
+    hub.record(
+        org.name,
+        "org.team.member.add",
+        user.username,
+        who,
+        f"added {user.username} to the team {team.name}",
+        {"team": team.name},
+    )
     return empty(200)
 
 
@@ -316,13 +384,24 @@ async def remove_team_member(request: Request) -> Response:
         if len(hub.state.owners_of(org)) == 1:
             raise bad_request("cannot remove the organization's last owner")
         hub.state.set_role(org, username, "member")
-        hub.record(org.name, "org.member.role.change", org.name, who,
-                   f"changed the role of {username} from owner to member",
-                   {"member": username, "role": "member", "previous_role": "owner"})
+        hub.record(
+            org.name,
+            "org.member.role.change",
+            org.name,
+            who,
+            f"changed the role of {username} from owner to member",
+            {"member": username, "role": "member", "previous_role": "owner"},
+        )
     else:
         team.members.pop(username, None)
-    hub.record(org.name, "org.team.member.remove", username, who,
-               f"removed {username} from the team {team.name}", {"team": team.name})
+    hub.record(
+        org.name,
+        "org.team.member.remove",
+        username,
+        who,
+        f"removed {username} from the team {team.name}",
+        {"team": team.name},
+    )
     return empty()
 
 
@@ -340,9 +419,14 @@ async def put_settings(request: Request) -> Response:
     new = body.restricted_images.model_dump()
     if new != org.settings.get("restricted_images"):
         org.settings["restricted_images"] = new
-        hub.record(org.name, "org.settings.update", org.name, who,
-                   "updated the organization settings",
-                   {k: str(v).lower() for k, v in new.items()})
+        hub.record(
+            org.name,
+            "org.settings.update",
+            org.name,
+            who,
+            "updated the organization settings",
+            {k: str(v).lower() for k, v in new.items()},
+        )
     return json({"restricted_images": dict(new)})
 
 
@@ -351,11 +435,18 @@ ROUTES: list[Route] = [
     route("/v2/orgs/{org_name}/members/export", GET=export_members),
     route("/v2/orgs/{org_name}/members/{username}", PUT=update_member_role, DELETE=remove_member),
     route("/v2/orgs/{org_name}/groups", GET=list_teams, POST=create_team),
-    route("/v2/orgs/{org_name}/groups/{group_name}", GET=get_team, PUT=put_team,
-          PATCH=patch_team, DELETE=delete_team),
-    route("/v2/orgs/{org_name}/groups/{group_name}/members", GET=list_team_members,
-          POST=add_team_member),
-    route("/v2/orgs/{org_name}/groups/{group_name}/members/{username}",
-          DELETE=remove_team_member),
+    route(
+        "/v2/orgs/{org_name}/groups/{group_name}",
+        GET=get_team,
+        PUT=put_team,
+        PATCH=patch_team,
+        DELETE=delete_team,
+    ),
+    route(
+        "/v2/orgs/{org_name}/groups/{group_name}/members",
+        GET=list_team_members,
+        POST=add_team_member,
+    ),
+    route("/v2/orgs/{org_name}/groups/{group_name}/members/{username}", DELETE=remove_team_member),
     route("/v2/orgs/{name}/settings", GET=get_settings, PUT=put_settings),
 ]

@@ -64,8 +64,9 @@ async def list_repositories(request: Request) -> Response:
         raise HubError(
             400,
             "Invalid ordering value",
-            fields={"ordering": [
-                "Invalid ordering value. Must be one of: " + ", ".join(ORDERINGS)]},
+            fields={
+                "ordering": ["Invalid ordering value. Must be one of: " + ", ".join(ORDERINGS)]
+            },
             shape=Shape.VALUE,
         )
     page, size = page_params(request, reject_over_max=True, shape=Shape.VALUE)
@@ -224,10 +225,14 @@ async def update_immutable_tags(request: Request) -> Response:
     if errors:
         raise bad_request("invalid immutable tag rule", errors)
     if body.immutable_tags and not body.immutable_tags_rules:
-        raise bad_request("immutable tags need at least one rule",
-                          {"immutable_tags_rules": ["at least one rule is required"]})
+        raise bad_request(
+            "immutable tags need at least one rule",
+            {"immutable_tags_rules": ["at least one rule is required"]},
+        )
     changed = (repo.immutable_tags, repo.immutable_rules) != (
-        body.immutable_tags, body.immutable_tags_rules)
+        body.immutable_tags,
+        body.immutable_tags_rules,
+    )
     repo.immutable_tags = body.immutable_tags
     repo.immutable_rules = list(body.immutable_tags_rules)
     if changed:
@@ -238,8 +243,10 @@ async def update_immutable_tags(request: Request) -> Response:
             f"{repo.namespace}/{repo.name}",
             who,
             f"updated tag immutability of {repo.namespace}/{repo.name}",
-            {"enabled": str(body.immutable_tags).lower(),
-             "rules": ",".join(body.immutable_tags_rules)},
+            {
+                "enabled": str(body.immutable_tags).lower(),
+                "rules": ",".join(body.immutable_tags_rules),
+            },
         )
     return json(repository_info(hub.state, who, repo))
 
@@ -288,15 +295,19 @@ async def grant_group(request: Request) -> Response:
 
 
 ROUTES: list[Route] = [
-    route("/v2/namespaces/{namespace}/repositories", GET=list_repositories,
-          POST=create_repository),
+    route("/v2/namespaces/{namespace}/repositories", GET=list_repositories, POST=create_repository),
     route("/v2/namespaces/{namespace}/repositories/{repository}", GET=get_repository),
-    route("/v2/namespaces/{namespace}/repositories/{repository}/tags", GET=list_tags,
-          HEAD=head_tags),
+    route(
+        "/v2/namespaces/{namespace}/repositories/{repository}/tags", GET=list_tags, HEAD=head_tags
+    ),
     route("/v2/namespaces/{namespace}/repositories/{repository}/tags/{tag}", GET=get_tag),
-    route("/v2/namespaces/{namespace}/repositories/{repository}/immutabletags",
-          PATCH=update_immutable_tags),
-    route("/v2/namespaces/{namespace}/repositories/{repository}/immutabletags/verify",
-          POST=verify_immutable_tags),
+    route(
+        "/v2/namespaces/{namespace}/repositories/{repository}/immutabletags",
+        PATCH=update_immutable_tags,
+    ),
+    route(
+        "/v2/namespaces/{namespace}/repositories/{repository}/immutabletags/verify",
+        POST=verify_immutable_tags,
+    ),
     route("/v2/repositories/{namespace}/{repository}/groups", POST=grant_group),
 ]

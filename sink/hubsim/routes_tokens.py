@@ -187,9 +187,14 @@ async def create_oat(request: Request) -> Response:
         expires_at=body.expires_at,
     )
     hub.state.add_oat(org, oat)
-    hub.record(org.name, "org.access_token.create", org.name, who,
-               f"created the access token {oat.label!r}", {"token_id": oat.id,
-                                                            "label": oat.label})
+    hub.record(
+        org.name,
+        "org.access_token.create",
+        org.name,
+        who,
+        f"created the access token {oat.label!r}",
+        {"token_id": oat.id, "label": oat.label},
+    )
     return json(oat_view(oat, with_secret=True), 201)
 
 
@@ -223,8 +228,14 @@ async def patch_oat(request: Request) -> Response:
         oat.description = body.description
     if body.is_active is not None:
         oat.is_active = body.is_active
-    hub.record(org.name, "org.access_token.update", org.name, who,
-               f"updated the access token {oat.label!r}", {"token_id": oat.id})
+    hub.record(
+        org.name,
+        "org.access_token.update",
+        org.name,
+        who,
+        f"updated the access token {oat.label!r}",
+        {"token_id": oat.id},
+    )
     return json(oat_view(oat))
 
 
@@ -233,8 +244,14 @@ async def delete_oat(request: Request) -> Response:
     hub, who, org = _owner_org(request, "org_name")
     oat = _oat(org, request.path_params["access_token_id"])
     hub.state.remove_oat(org, oat)
-    hub.record(org.name, "org.access_token.delete", org.name, who,
-               f"deleted the access token {oat.label!r}", {"token_id": oat.id})
+    hub.record(
+        org.name,
+        "org.access_token.delete",
+        org.name,
+        who,
+        f"deleted the access token {oat.label!r}",
+        {"token_id": oat.id},
+    )
     return empty()
 
 
@@ -242,6 +259,10 @@ ROUTES: list[Route] = [
     route("/v2/access-tokens", GET=list_pats, POST=create_pat),
     route("/v2/access-tokens/{uuid}", GET=get_pat, PATCH=patch_pat, DELETE=delete_pat),
     route("/v2/orgs/{name}/access-tokens", GET=list_oats, POST=create_oat),
-    route("/v2/orgs/{org_name}/access-tokens/{access_token_id}", GET=get_oat, PATCH=patch_oat,
-          DELETE=delete_oat),
+    route(
+        "/v2/orgs/{org_name}/access-tokens/{access_token_id}",
+        GET=get_oat,
+        PATCH=patch_oat,
+        DELETE=delete_oat,
+    ),
 ]

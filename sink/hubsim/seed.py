@@ -195,9 +195,7 @@ def read_seed(seed: str | Path | dict[str, Any] | None) -> dict[str, Any]:
         except OSError as exc:
             raise ConfigError(f"cannot read the simulator seed {path}: {exc}") from exc
         try:
-            loaded = (
-                orjson.loads(text) if path.suffix.lower() == ".json" else yamltext.load(text)
-            )
+            loaded = orjson.loads(text) if path.suffix.lower() == ".json" else yamltext.load(text)
         except (yamltext.YAMLError, orjson.JSONDecodeError) as exc:
             raise ConfigError(f"the simulator seed {path} is not valid YAML/JSON: {exc}") from exc
     if not isinstance(loaded, dict):
@@ -256,16 +254,29 @@ def _build(state: State, doc: Seed) -> None:
         _build_repo(state, r)
     for a in doc.audit_logs:
         state.audit.append(
-            AuditEvent(a.account, a.action, a.name, a.actor, dict(a.data), a.timestamp,
-                       a.action_description)
+            AuditEvent(
+                a.account,
+                a.action,
+                a.name,
+                a.actor,
+                dict(a.data),
+                a.timestamp,
+                a.action_description,
+            )
         )
 
 
 def _build_org(state: State, o: OrgSeed) -> None:
     if o.name in state.orgs or o.name in state.users:
         raise ValueError(f"namespace {o.name!r} twice")
-    org = Org(name=o.name, id=o.id, full_name=o.full_name, date_joined=o.date_joined,
-              custom_roles=list(o.custom_roles), settings=dict(o.settings))
+    org = Org(
+        name=o.name,
+        id=o.id,
+        full_name=o.full_name,
+        date_joined=o.date_joined,
+        custom_roles=list(o.custom_roles),
+        settings=dict(o.settings),
+    )
     org.settings.setdefault(
         "restricted_images",
         {"enabled": False, "allow_official_images": True, "allow_verified_publishers": True},
@@ -288,8 +299,9 @@ def _build_org(state: State, o: OrgSeed) -> None:
         state.add_team(org, team)
     state.add_org(org)
     for i in o.invites:
-        org.invites[i.id] = Invite(i.id, org.name, i.invitee, i.inviter, i.created_at, i.team,
-                                   i.role)
+        org.invites[i.id] = Invite(
+            i.id, org.name, i.invitee, i.inviter, i.created_at, i.team, i.role
+        )
     for a in o.access_tokens:
         state.add_oat(
             org,

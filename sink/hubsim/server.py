@@ -80,8 +80,9 @@ class Simulator:
         control: bool = True,
         http: str = "auto",
     ) -> None:
-        self.app = SimApp(seed, jwt_ttl=jwt_ttl, latency_ms=latency_ms, faults=faults,
-                          control_api=control)
+        self.app = SimApp(
+            seed, jwt_ttl=jwt_ttl, latency_ms=latency_ms, faults=faults, control_api=control
+        )
         self.host = host
         self.port = port
         self.http = http
@@ -137,8 +138,12 @@ class Simulator:
     def __enter__(self) -> Simulator:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def _call(self, fn: Callable[[], T]) -> T:
@@ -171,8 +176,9 @@ class Simulator:
 class ProcessSimulator:
     """A simulator running in a child process (see :func:`start_process`)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], url: str,
-                 cleanup: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], url: str, cleanup: Callable[[], None] = lambda: None
+    ) -> None:
         self.process = process
         self.url = url
         self._cleanup = cleanup
@@ -222,8 +228,12 @@ class ProcessSimulator:
     def __enter__(self) -> ProcessSimulator:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
@@ -243,8 +253,21 @@ def start_process(
     The child is ``python -m sink.hubsim`` with the same options; a dict seed is written to a
     temporary JSON file for it.
     """
-    command = [sys.executable, "-m", "sink.hubsim", "--host", host, "--port", str(port),
-               "--latency-ms", str(latency_ms), "--jwt-ttl", str(jwt_ttl), "--http", http]
+    command = [
+        sys.executable,
+        "-m",
+        "sink.hubsim",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--latency-ms",
+        str(latency_ms),
+        "--jwt-ttl",
+        str(jwt_ttl),
+        "--http",
+        http,
+    ]
     temp: list[str] = []
     if isinstance(seed, dict):
         handle, name = tempfile.mkstemp(prefix="hubsim-seed-", suffix=".json")
@@ -279,11 +302,12 @@ def start_process(
         process.wait(timeout=5)
         cleanup()
         raise RuntimeError(f"the Docker Hub simulator process did not start: {line!r}")
-    return ProcessSimulator(process, line[len(prefix):], cleanup)
+    return ProcessSimulator(process, line[len(prefix) :], cleanup)
 
 
-def run_blocking(app: SimApp, host: str, port: int, http: str,
-                 on_ready: Callable[[str], None]) -> None:
+def run_blocking(
+    app: SimApp, host: str, port: int, http: str, on_ready: Callable[[str], None]
+) -> None:
     """Serve ``app`` in this thread until SIGINT/SIGTERM; ``on_ready(url)`` once listening."""
     server = _server(app, host, port, http)
 
@@ -316,8 +340,7 @@ def serve(
     control: bool = True,
 ) -> None:
     """Serve in the foreground until SIGINT/SIGTERM, printing the URL once listening."""
-    app = SimApp(seed, jwt_ttl=jwt_ttl, latency_ms=latency_ms, faults=faults,
-                 control_api=control)
+    app = SimApp(seed, jwt_ttl=jwt_ttl, latency_ms=latency_ms, faults=faults, control_api=control)
 
     def announce(url: str) -> None:
         print(f"Docker Hub simulator listening on {url}", flush=True)

@@ -184,13 +184,31 @@ def org_member(org: Org, user: User) -> dict[str, Any]:
 def invitee_member(invite: Invite, user: User | None) -> dict[str, Any]:
     """A pending invitee as an ``org_member`` row (``role: Invitee``)."""
     email = invite.invitee if "@" in invite.invitee else (user.email if user else "")
-    view: dict[str, Any] = user_fields(user) if user is not None else {
-        "id": "", "company": "", "date_joined": "", "full_name": "", "gravatar_email": "",
-        "gravatar_url": "", "location": "", "profile_url": "", "type": "User",
-        "username": "" if "@" in invite.invitee else invite.invitee,
-    }
-    view.update({"email": email, "role": "Invitee", "groups": [invite.team] if invite.team else [],
-                 "is_guest": False, "primary_email": email})
+    view: dict[str, Any] = (
+        user_fields(user)
+        if user is not None
+        else {
+            "id": "",
+            "company": "",
+            "date_joined": "",
+            "full_name": "",
+            "gravatar_email": "",
+            "gravatar_url": "",
+            "location": "",
+            "profile_url": "",
+            "type": "User",
+            "username": "" if "@" in invite.invitee else invite.invitee,
+        }
+    )
+    view.update(
+        {
+            "email": email,
+            "role": "Invitee",
+            "groups": [invite.team] if invite.team else [],
+            "is_guest": False,
+            "primary_email": email,
+        }
+    )
     return view
 
 

@@ -64,10 +64,13 @@ class Route:
 
 def route(template: str, shape: Shape = Shape.ERROR, **handlers: Handler) -> Route:
     """A route for ``template`` (``{param}`` segments) served by ``GET=...``, ``POST=...``."""
-    regex = _PARAM.sub(lambda m: f"(?P<{m.group(1)}>[^/]+)", re.escape(template).replace(
-        r"\{", "{").replace(r"\}", "}"))
-    return Route(template, {m.upper(): h for m, h in handlers.items()}, shape,
-                 re.compile(f"^{regex}/?$"))
+    regex = _PARAM.sub(
+        lambda m: f"(?P<{m.group(1)}>[^/]+)",
+        re.escape(template).replace(r"\{", "{").replace(r"\}", "}"),
+    )
+    return Route(
+        template, {m.upper(): h for m, h in handlers.items()}, shape, re.compile(f"^{regex}/?$")
+    )
 
 
 class Router:
@@ -114,8 +117,12 @@ def _int_param(request: Request, name: str, default: int, shape: Shape | None) -
     except ValueError:
         value = 0
     if value < 1:
-        raise HubError(400, f"{name} must be a positive integer",
-                       fields={name: ["A valid positive integer is required."]}, shape=shape)
+        raise HubError(
+            400,
+            f"{name} must be a positive integer",
+            fields={name: ["A valid positive integer is required."]},
+            shape=shape,
+        )
     return value
 
 
@@ -135,9 +142,12 @@ def page_params(
     size = _int_param(request, "page_size", default_size, shape)
     if size > max_size:
         if reject_over_max:
-            raise HubError(400, f"page_size must be at most {max_size}",
-                           fields={"page_size": [f"Ensure this value is less than or equal to "
-                                                 f"{max_size}."]}, shape=shape)
+            raise HubError(
+                400,
+                f"page_size must be at most {max_size}",
+                fields={"page_size": [f"Ensure this value is less than or equal to {max_size}."]},
+                shape=shape,
+            )
         size = max_size
     return page, size
 

@@ -37,8 +37,9 @@ def sim(shared_sim: Simulator) -> Simulator:
 @pytest.fixture
 def client(sim: Simulator, spec_checker: SpecChecker) -> Iterator[httpx.Client]:
     """An httpx client on the simulator; every answer is checked against the spec."""
-    with httpx.Client(base_url=sim.url, timeout=10,
-                      event_hooks={"response": [spec_checker.check]}) as c:
+    with httpx.Client(
+        base_url=sim.url, timeout=10, event_hooks={"response": [spec_checker.check]}
+    ) as c:
         yield c
 
 
@@ -53,4 +54,3 @@ def login(client: httpx.Client) -> Callable[..., dict[str, str]]:
         return {"Authorization": f"Bearer {exchange(client, identifier, secret)}"}
 
     return make
-

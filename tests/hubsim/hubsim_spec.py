@@ -36,8 +36,11 @@ def _load_spec() -> dict[str, Any]:
 def _correct(spec: dict[str, Any]) -> None:
     schemas = spec["components"]["schemas"]
     tag = schemas["tag"]["properties"]
-    tag["images"] = {"type": "array", "nullable": True,
-                     "items": {"$ref": "#/components/schemas/image"}}
+    tag["images"] = {
+        "type": "array",
+        "nullable": True,
+        "items": {"$ref": "#/components/schemas/image"},
+    }
     tag["v2"] = {"type": "boolean"}
     tag["tag_status"] = {"type": "string", "enum": ["active", "inactive"]}
     for name in ("variant", "os_version"):
@@ -50,15 +53,20 @@ def _correct(spec: dict[str, Any]) -> None:
     paths = spec["paths"]
     members = paths["/v2/orgs/{org_name}/members"]["get"]["responses"]["200"]
     members["content"]["application/json"]["schema"] = {
-        "$ref": "#/components/schemas/org_member_paginated"}
+        "$ref": "#/components/schemas/org_member_paginated"
+    }
     for path in ("/v2/orgs/{org_name}/groups", "/v2/orgs/{org_name}/groups/{group_name}/members"):
         props = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"][
-            "properties"]
+            "properties"
+        ]
         for key in ("next", "previous"):
             props[key]["nullable"] = True
     bulk = paths["/v2/invites/bulk"]["post"]["responses"]["202"]["content"]["application/json"]
-    bulk["schema"] = {"type": "object", "required": ["invitees"], "properties": {
-        "invitees": schemas["bulk_invite"]["properties"]["invitees"]}}
+    bulk["schema"] = {
+        "type": "object",
+        "required": ["invitees"],
+        "properties": {"invitees": schemas["bulk_invite"]["properties"]["invitees"]},
+    }
 
 
 def _to_json_schema(node: Any, spec: dict[str, Any], depth: int = 0) -> Any:

@@ -87,8 +87,7 @@ def test_a_json_body_without_the_json_content_type_is_refused(
 
 
 def test_deprecated_login_returns_token_and_detail_on_failure(client: httpx.Client) -> None:
-    ok = client.post("/v2/users/login",
-                     json={"username": "alice", "password": PASSWORDS["alice"]})
+    ok = client.post("/v2/users/login", json={"username": "alice", "password": PASSWORDS["alice"]})
     assert ok.status_code == 200
     assert source_of(ok.json()["token"])["source"]["type"] == "password"  # type: ignore[index]
     with_pat = client.post("/v2/users/login", json={"username": "bob", "password": PATS["bob"]})
@@ -114,8 +113,9 @@ def test_tampered_jwt_gets_401(client: httpx.Client) -> None:
     claims = claims_of(token)
     claims["sub"] = "alice"
     forged = base64.urlsafe_b64encode(orjson.dumps(claims)).rstrip(b"=").decode()
-    response = client.get("/v2/access-tokens",
-                          headers={"Authorization": f"Bearer {head}.{forged}.{sig}"})
+    response = client.get(
+        "/v2/access-tokens", headers={"Authorization": f"Bearer {head}.{forged}.{sig}"}
+    )
     assert response.status_code == 401
 
 
@@ -159,24 +159,37 @@ def test_revoked_or_disabled_pat_stops_working(
     assert client.get("/v2/access-tokens", headers=pat_headers).status_code == 200
     tokens = client.get("/v2/access-tokens", headers=password).json()["results"]
     read_only = next(t for t in tokens if t["token_label"] == "read only")
-    patched = client.patch(f"/v2/access-tokens/{read_only['uuid']}", headers=password,
-                           json={"is_active": False})
+    patched = client.patch(
+        f"/v2/access-tokens/{read_only['uuid']}", headers=password, json={"is_active": False}
+    )
     assert patched.json()["is_active"] is False
     assert client.get("/v2/access-tokens", headers=pat_headers).status_code == 401
-    refused = client.post("/v2/auth/token",
-                          json={"identifier": "alice", "secret": PATS["alice-read"]})
+    refused = client.post(
+        "/v2/auth/token", json={"identifier": "alice", "secret": PATS["alice-read"]}
+    )
     assert refused.status_code == 401
-    assert client.delete(f"/v2/access-tokens/{read_only['uuid']}",
-                         headers=password).status_code == 204
-    assert client.get(f"/v2/access-tokens/{read_only['uuid']}",
-                      headers=password).status_code == 404
+    assert (
+        client.delete(f"/v2/access-tokens/{read_only['uuid']}", headers=password).status_code == 204
+    )
+    assert client.get(f"/v2/access-tokens/{read_only['uuid']}", headers=password).status_code == 404
 
 
 def test_expired_pat_cannot_be_exchanged() -> None:
     seed = {
-        "users": [{"username": "eve", "password": "pw-of-eve-000", "tokens": [
-            {"label": "old", "token": "dckr_pat_Expired0000000000000000000",
-             "scopes": ["repo:read"], "expires_at": "2020-01-01T00:00:00Z"}]}],
+        "users": [
+            {
+                "username": "eve",
+                "password": "pw-of-eve-000",
+                "tokens": [
+                    {
+                        "label": "old",
+                        "token": "dckr_pat_Expired0000000000000000000",
+                        "scopes": ["repo:read"],
+                        "expires_at": "2020-01-01T00:00:00Z",
+                    }
+                ],
+            }
+        ],
     }
     with Simulator(seed) as hub, httpx.Client(base_url=hub.url) as c:
         secret = "dckr_pat_Expired0000000000000000000"
@@ -191,5 +204,9 @@ def test_anonymous_sees_public_repositories_only(client: httpx.Client) -> None:
     assert {r["name"] for r in listed.json()["results"]} == {"web"}
     assert client.get("/v2/namespaces/acme/repositories/web").status_code == 200
     assert client.get("/v2/namespaces/acme/repositories/api").status_code == 404
-    assert client.post("/v2/namespaces/acme/repositories",
-                       json={"name": "x1", "namespace": "acme"}).status_code == 401
+    assert (
+        client.post(
+            "/v2/namespaces/acme/repositories", json={"name": "x1", "namespace": "acme"}
+        ).status_code
+        == 401
+    )

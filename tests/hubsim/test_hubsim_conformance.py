@@ -16,12 +16,17 @@ Login = Callable[..., dict[str, str]]
 # Every non-SCIM operation of the spec with its success status. 2fa-login is left out: no
 # simulated account has two-factor authentication, so it can only answer 401.
 EXPECTED = {
-    ("POST", "/v2/users/login", "200"), ("POST", "/v2/auth/token", "200"),
-    ("POST", "/v2/access-tokens", "201"), ("GET", "/v2/access-tokens", "200"),
-    ("GET", "/v2/access-tokens/{uuid}", "200"), ("PATCH", "/v2/access-tokens/{uuid}", "200"),
+    ("POST", "/v2/users/login", "200"),
+    ("POST", "/v2/auth/token", "200"),
+    ("POST", "/v2/access-tokens", "201"),
+    ("GET", "/v2/access-tokens", "200"),
+    ("GET", "/v2/access-tokens/{uuid}", "200"),
+    ("PATCH", "/v2/access-tokens/{uuid}", "200"),
     ("DELETE", "/v2/access-tokens/{uuid}", "204"),
-    ("GET", "/v2/auditlogs/{account}/actions", "200"), ("GET", "/v2/auditlogs/{account}", "200"),
-    ("GET", "/v2/orgs/{name}/settings", "200"), ("PUT", "/v2/orgs/{name}/settings", "200"),
+    ("GET", "/v2/auditlogs/{account}/actions", "200"),
+    ("GET", "/v2/auditlogs/{account}", "200"),
+    ("GET", "/v2/orgs/{name}/settings", "200"),
+    ("PUT", "/v2/orgs/{name}/settings", "200"),
     ("POST", "/v2/orgs/{name}/access-tokens", "201"),
     ("GET", "/v2/orgs/{name}/access-tokens", "200"),
     ("GET", "/v2/orgs/{org_name}/access-tokens/{access_token_id}", "200"),
@@ -43,7 +48,8 @@ EXPECTED = {
     ("PUT", "/v2/orgs/{org_name}/members/{username}", "200"),
     ("DELETE", "/v2/orgs/{org_name}/members/{username}", "204"),
     ("GET", "/v2/orgs/{org_name}/invites", "200"),
-    ("GET", "/v2/orgs/{org_name}/groups", "200"), ("POST", "/v2/orgs/{org_name}/groups", "201"),
+    ("GET", "/v2/orgs/{org_name}/groups", "200"),
+    ("POST", "/v2/orgs/{org_name}/groups", "201"),
     ("GET", "/v2/orgs/{org_name}/groups/{group_name}", "200"),
     ("PUT", "/v2/orgs/{org_name}/groups/{group_name}", "200"),
     ("PATCH", "/v2/orgs/{org_name}/groups/{group_name}", "200"),
@@ -51,7 +57,8 @@ EXPECTED = {
     ("GET", "/v2/orgs/{org_name}/groups/{group_name}/members", "200"),
     ("POST", "/v2/orgs/{org_name}/groups/{group_name}/members", "200"),
     ("DELETE", "/v2/orgs/{org_name}/groups/{group_name}/members/{username}", "204"),
-    ("DELETE", "/v2/invites/{id}", "204"), ("PATCH", "/v2/invites/{id}/resend", "204"),
+    ("DELETE", "/v2/invites/{id}", "204"),
+    ("PATCH", "/v2/invites/{id}/resend", "204"),
     ("POST", "/v2/invites/bulk", "202"),
 }
 
@@ -67,43 +74,74 @@ def test_every_operation_answers_as_the_spec_says(
 ) -> None:
     c, alice = client, login("alice")
     oat = login("acme", "oat")
-    assert c.post("/v2/users/login", json={"username": "alice",
-                                            "password": "correct-horse-battery"}).is_success
+    assert c.post(
+        "/v2/users/login", json={"username": "alice", "password": "correct-horse-battery"}
+    ).is_success
     # personal access tokens
-    pat = c.post("/v2/access-tokens", headers=alice,
-                 json={"token_label": "tour", "scopes": ["repo:read"]}).json()
+    pat = c.post(
+        "/v2/access-tokens", headers=alice, json={"token_label": "tour", "scopes": ["repo:read"]}
+    ).json()
     c.get("/v2/access-tokens", headers=alice)
     c.get(f"/v2/access-tokens/{pat['uuid']}", headers=alice)
     c.patch(f"/v2/access-tokens/{pat['uuid']}", headers=alice, json={"is_active": False})
     c.delete(f"/v2/access-tokens/{pat['uuid']}", headers=alice)
     # repositories and tags
     c.get("/v2/namespaces/acme/repositories", headers=alice)
-    c.post("/v2/namespaces/acme/repositories", headers=alice,
-           json={"name": "tour", "namespace": "acme"})
+    c.post(
+        "/v2/namespaces/acme/repositories",
+        headers=alice,
+        json={"name": "tour", "namespace": "acme"},
+    )
     c.get("/v2/namespaces/acme/repositories/api", headers=alice)
     c.head("/v2/namespaces/acme/repositories/api", headers=alice)
     c.get("/v2/namespaces/acme/repositories/api/tags", headers=alice)
     c.head("/v2/namespaces/acme/repositories/api/tags", headers=alice)
     c.get("/v2/namespaces/acme/repositories/api/tags/latest", headers=alice)
     c.head("/v2/namespaces/acme/repositories/api/tags/latest", headers=alice)
-    c.patch("/v2/namespaces/acme/repositories/api/immutabletags", headers=alice,
-            json={"immutable_tags": True, "immutable_tags_rules": ["v.*"]})
-    c.post("/v2/namespaces/acme/repositories/api/immutabletags/verify", headers=alice,
-           json={"regex": "v.*"})
-    c.post("/v2/repositories/acme/api/groups", headers=alice,
-           json={"group_id": 1001, "permission": "read"})
+    c.patch(
+        "/v2/namespaces/acme/repositories/api/immutabletags",
+        headers=alice,
+        json={"immutable_tags": True, "immutable_tags_rules": ["v.*"]},
+    )
+    c.post(
+        "/v2/namespaces/acme/repositories/api/immutabletags/verify",
+        headers=alice,
+        json={"regex": "v.*"},
+    )
+    c.post(
+        "/v2/repositories/acme/api/groups",
+        headers=alice,
+        json={"group_id": 1001, "permission": "read"},
+    )
     # organization access tokens and settings
-    created = c.post("/v2/orgs/acme/access-tokens", headers=alice, json={
-        "label": "tour", "resources": [{"type": "TYPE_REPO", "path": "*/*/public",
-                                        "scopes": ["scope-image-pull"]}]}).json()
+    created = c.post(
+        "/v2/orgs/acme/access-tokens",
+        headers=alice,
+        json={
+            "label": "tour",
+            "resources": [
+                {"type": "TYPE_REPO", "path": "*/*/public", "scopes": ["scope-image-pull"]}
+            ],
+        },
+    ).json()
     c.get("/v2/orgs/acme/access-tokens", headers=alice)
     c.get(f"/v2/orgs/acme/access-tokens/{created['id']}", headers=alice)
-    c.patch(f"/v2/orgs/acme/access-tokens/{created['id']}", headers=alice,
-            json={"description": "d"})
+    c.patch(
+        f"/v2/orgs/acme/access-tokens/{created['id']}", headers=alice, json={"description": "d"}
+    )
     c.delete(f"/v2/orgs/acme/access-tokens/{created['id']}", headers=alice)
     c.get("/v2/orgs/acme/settings", headers=alice)
-    c.put("/v2/orgs/acme/settings", headers=alice, json={"restricted_images": {
-        "enabled": True, "allow_official_images": True, "allow_verified_publishers": False}})
+    c.put(
+        "/v2/orgs/acme/settings",
+        headers=alice,
+        json={
+            "restricted_images": {
+                "enabled": True,
+                "allow_official_images": True,
+                "allow_verified_publishers": False,
+            }
+        },
+    )
     # members, teams, invites
     c.get("/v2/orgs/acme/members", headers=oat, params={"invites": "true"})
     c.get("/v2/orgs/acme/members/export", headers=oat)
@@ -118,8 +156,11 @@ def test_every_operation_answers_as_the_spec_says(
     c.delete("/v2/orgs/acme/groups/tour/members/carol", headers=oat)
     c.delete("/v2/orgs/acme/groups/tour", headers=oat)
     c.delete("/v2/orgs/acme/members/erin", headers=oat)
-    bulk = c.post("/v2/invites/bulk", headers=oat,
-                  json={"org": "acme", "invitees": ["dave", "tour@example.com"]}).json()
+    bulk = c.post(
+        "/v2/invites/bulk",
+        headers=oat,
+        json={"org": "acme", "invitees": ["dave", "tour@example.com"]},
+    ).json()
     c.get("/v2/orgs/acme/invites", headers=oat)
     c.patch(f"/v2/invites/{bulk['invitees'][0]['invite']['id']}/resend", headers=oat)
     c.delete(f"/v2/invites/{bulk['invitees'][1]['invite']['id']}", headers=oat)
@@ -133,8 +174,9 @@ def test_every_operation_answers_as_the_spec_says(
 def test_the_checker_rejects_answers_off_the_spec(spec_checker: SpecChecker) -> None:
     request = httpx.Request("GET", "http://hub.test/v2/orgs/acme/groups/developers")
     headers = {"x-ratelimit-limit": "1", "x-ratelimit-remaining": "1", "x-ratelimit-reset": "1"}
-    good = httpx.Response(200, json={"id": 1, "name": "developers"}, headers=headers,
-                          request=request)
+    good = httpx.Response(
+        200, json={"id": 1, "name": "developers"}, headers=headers, request=request
+    )
     spec_checker.check(good)
     wrong_type = httpx.Response(200, json={"id": "one"}, headers=headers, request=request)
     with pytest.raises(jsonschema.ValidationError):

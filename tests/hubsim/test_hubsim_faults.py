@@ -22,12 +22,14 @@ def repo_names(sim: Simulator, namespace: str = "acme") -> list[str]:
 
 
 def creates_logged(sim: Simulator, name: str) -> int:
-    return sum(1 for e in sim.state()["audit_logs"]
-               if e["action"] == "repo.create" and e["name"] == name)
+    return sum(
+        1 for e in sim.state()["audit_logs"] if e["action"] == "repo.create" and e["name"] == name
+    )
 
 
-def test_added_latency_is_applied_and_logged(sim: Simulator, client: httpx.Client,
-                                             login: Login) -> None:
+def test_added_latency_is_applied_and_logged(
+    sim: Simulator, client: httpx.Client, login: Login
+) -> None:
     headers = login("alice")
     sim.set_faults({"latency_ms": 200})
     started = time.monotonic()
@@ -41,15 +43,21 @@ def test_added_latency_is_applied_and_logged(sim: Simulator, client: httpx.Clien
     assert all(10 <= d <= 50 for d in delays) and len(set(delays)) > 1
 
 
-def test_rate_limit_per_credential_per_minute(sim: Simulator, client: httpx.Client,
-                                              login: Login) -> None:
+def test_rate_limit_per_credential_per_minute(
+    sim: Simulator, client: httpx.Client, login: Login
+) -> None:
     alice, bob = login("alice"), login("bob")
     sim.set_faults({"rate_limit": 3})
     seen = []
     for _ in range(4):
         response = client.get("/v2/namespaces/acme/repositories", headers=alice)
-        seen.append((response.status_code, response.headers["x-ratelimit-limit"],
-                     response.headers["x-ratelimit-remaining"]))
+        seen.append(
+            (
+                response.status_code,
+                response.headers["x-ratelimit-limit"],
+                response.headers["x-ratelimit-remaining"],
+            )
+        )
         reset = int(response.headers["x-ratelimit-reset"])
     assert seen == [(200, "3", "2"), (200, "3", "1"), (200, "3", "0"), (429, "3", "0")]
     assert reset > time.time()
@@ -70,23 +78,37 @@ def test_unlimited_still_sends_consistent_headers(client: httpx.Client, login: L
     assert second["x-ratelimit-reset"] == first["x-ratelimit-reset"]
 
 
-def test_bursts_of_429_on_one_endpoint(sim: Simulator, client: httpx.Client,
-                                       login: Login) -> None:
+def test_bursts_of_429_on_one_endpoint(sim: Simulator, client: httpx.Client, login: Login) -> None:
     headers = login("alice")
-    sim.set_faults({"rules": [{"method": "GET", "path": "/v2/namespaces/*/repositories/*",
-                               "burst_every": 4, "burst_length": 2, "retry_after": 2}]})
-    responses = [client.get("/v2/namespaces/acme/repositories/web", headers=headers)
-                 for _ in range(8)]
+    sim.set_faults(
+        {
+            "rules": [
+                {
+                    "method": "GET",
+                    "path": "/v2/namespaces/*/repositories/*",
+                    "burst_every": 4,
+                    "burst_length": 2,
+                    "retry_after": 2,
+                }
+            ]
+        }
+    )
+    responses = [
+        client.get("/v2/namespaces/acme/repositories/web", headers=headers) for _ in range(8)
+    ]
     assert [r.status_code for r in responses] == [200, 200, 429, 429, 200, 200, 429, 429]
     assert responses[2].headers["retry-after"] == "2"
     assert "retry-after" not in responses[0].headers
     # other endpoints are untouched
-    assert {client.get("/v2/namespaces/acme/repositories", headers=headers).status_code
-            for _ in range(8)} == {200}
+    assert {
+        client.get("/v2/namespaces/acme/repositories", headers=headers).status_code
+        for _ in range(8)
+    } == {200}
 
 
-def test_error_share_is_reproducible_with_a_seed(sim: Simulator, client: httpx.Client,
-                                                 login: Login) -> None:
+def test_error_share_is_reproducible_with_a_seed(
+    sim: Simulator, client: httpx.Client, login: Login
+) -> None:
     headers = login("alice")
     config = FaultConfig(error_rate=0.5, seed=42)
 
@@ -106,39 +128,61 @@ def test_error_share_is_reproducible_with_a_seed(sim: Simulator, client: httpx.C
 
 
 @pytest.mark.parametrize(("status", "kind"), [(500, "json"), (502, "html"), (503, "html")])
-def test_injected_error_bodies(sim: Simulator, client: httpx.Client, login: Login,
-                               status: int, kind: str) -> None:
+def test_injected_error_bodies(
+    sim: Simulator, client: httpx.Client, login: Login, status: int, kind: str
+) -> None:
     headers = login("alice")
     sim.set_faults({"error_rate": 1, "error_statuses": [status]})
-    response = client.post("/v2/namespaces/acme/repositories", headers=headers,
-                           json={"name": "never", "namespace": "acme"})
+    response = client.post(
+        "/v2/namespaces/acme/repositories",
+        headers=headers,
+        json={"name": "never", "namespace": "acme"},
+    )
     assert response.status_code == status
     assert kind in response.headers["content-type"]
     assert "x-ratelimit-limit" in response.headers
     assert "never" not in repo_names(sim)
 
 
-def test_error_after_the_change_is_applied(sim: Simulator, client: httpx.Client,
-                                           login: Login) -> None:
+def test_error_after_the_change_is_applied(
+    sim: Simulator, client: httpx.Client, login: Login
+) -> None:
     headers = login("alice")
-    sim.set_faults({"rules": [{"method": "POST", "path": CREATE, "error_rate": 1,
-                               "error_statuses": [503], "apply_first": True}]})
+    sim.set_faults(
+        {
+            "rules": [
+                {
+                    "method": "POST",
+                    "path": CREATE,
+                    "error_rate": 1,
+                    "error_statuses": [503],
+                    "apply_first": True,
+                }
+            ]
+        }
+    )
     body = {"name": "ambiguous", "namespace": "acme"}
-    assert client.post("/v2/namespaces/acme/repositories", headers=headers,
-                       json=body).status_code == 503
+    assert (
+        client.post("/v2/namespaces/acme/repositories", headers=headers, json=body).status_code
+        == 503
+    )
     sim.set_faults(None)
     retry = client.post("/v2/namespaces/acme/repositories", headers=headers, json=body)
     assert retry.status_code == 409
     assert creates_logged(sim, "acme/ambiguous") == 1
 
 
-def test_dropped_connection_before_the_change(sim: Simulator, client: httpx.Client,
-                                              login: Login) -> None:
+def test_dropped_connection_before_the_change(
+    sim: Simulator, client: httpx.Client, login: Login
+) -> None:
     headers = login("alice")
     sim.set_faults({"rules": [{"method": "POST", "path": CREATE, "drop_rate": 1}]})
     with pytest.raises(httpx.TransportError) as caught:
-        client.post("/v2/namespaces/acme/repositories", headers=headers,
-                    json={"name": "dropped", "namespace": "acme"})
+        client.post(
+            "/v2/namespaces/acme/repositories",
+            headers=headers,
+            json={"name": "dropped", "namespace": "acme"},
+        )
     assert not isinstance(caught.value, httpx.TimeoutException)
     assert "dropped" not in repo_names(sim)
     entry = sim.requests()[-1]
@@ -147,39 +191,49 @@ def test_dropped_connection_before_the_change(sim: Simulator, client: httpx.Clie
     assert client.get("/v2/namespaces/acme/repositories", headers=headers).status_code == 200
 
 
-def test_dropped_connection_after_the_change(sim: Simulator, client: httpx.Client,
-                                             login: Login) -> None:
+def test_dropped_connection_after_the_change(
+    sim: Simulator, client: httpx.Client, login: Login
+) -> None:
     headers = login("alice")
-    sim.set_faults({"rules": [{"method": "POST", "path": CREATE, "drop_rate": 1,
-                               "apply_first": True}]})
+    sim.set_faults(
+        {"rules": [{"method": "POST", "path": CREATE, "drop_rate": 1, "apply_first": True}]}
+    )
     with pytest.raises(httpx.TransportError):
-        client.post("/v2/namespaces/acme/repositories", headers=headers,
-                    json={"name": "half-done", "namespace": "acme"})
+        client.post(
+            "/v2/namespaces/acme/repositories",
+            headers=headers,
+            json={"name": "half-done", "namespace": "acme"},
+        )
     assert creates_logged(sim, "acme/half-done") == 1
 
 
-def test_slow_success_times_the_client_out_after_applying(sim: Simulator, client: httpx.Client,
-                                                          login: Login) -> None:
+def test_slow_success_times_the_client_out_after_applying(
+    sim: Simulator, client: httpx.Client, login: Login
+) -> None:
     headers = login("alice")
-    sim.set_faults({"rules": [{"method": "POST", "path": CREATE, "slow_rate": 1,
-                               "slow_ms": 1500}]})
+    sim.set_faults({"rules": [{"method": "POST", "path": CREATE, "slow_rate": 1, "slow_ms": 1500}]})
     with pytest.raises(httpx.ReadTimeout):
-        client.post("/v2/namespaces/acme/repositories", headers=headers, timeout=0.3,
-                    json={"name": "slow-one", "namespace": "acme"})
+        client.post(
+            "/v2/namespaces/acme/repositories",
+            headers=headers,
+            timeout=0.3,
+            json={"name": "slow-one", "namespace": "acme"},
+        )
     assert creates_logged(sim, "acme/slow-one") == 1
     found = client.head("/v2/namespaces/acme/repositories/slow-one", headers=headers)
     assert found.status_code == 200
     # a patient client gets the 201 in the end
-    sim.set_faults({"rules": [{"method": "POST", "path": CREATE, "slow_rate": 1,
-                               "slow_ms": 50}]})
-    late = client.post("/v2/namespaces/acme/repositories", headers=headers,
-                       json={"name": "slow-two", "namespace": "acme"})
+    sim.set_faults({"rules": [{"method": "POST", "path": CREATE, "slow_rate": 1, "slow_ms": 50}]})
+    late = client.post(
+        "/v2/namespaces/acme/repositories",
+        headers=headers,
+        json={"name": "slow-two", "namespace": "acme"},
+    )
     assert late.status_code == 201
     assert sim.requests()[-1]["faults"] == ["slow:50ms"]
 
 
-def test_faults_through_the_control_api(sim: Simulator, client: httpx.Client,
-                                        login: Login) -> None:
+def test_faults_through_the_control_api(sim: Simulator, client: httpx.Client, login: Login) -> None:
     headers = login("alice")
     put = client.put("/_sim/faults", json={"error_rate": 1, "error_statuses": [500]})
     assert put.status_code == 200 and put.json()["error_rate"] == 1
@@ -190,8 +244,7 @@ def test_faults_through_the_control_api(sim: Simulator, client: httpx.Client,
     assert client.put("/_sim/faults", json={"error_rate": 2}).status_code == 400
     assert client.put("/_sim/faults", json={"unknown": 1}).status_code == 400
     assert client.post("/_sim/reset").status_code == 204
-    assert client.get("/v2/access-tokens",
-                      headers=login("alice")).status_code == 200
+    assert client.get("/v2/access-tokens", headers=login("alice")).status_code == 200
 
 
 def test_faults_from_the_constructor_and_reset() -> None:
@@ -205,18 +258,25 @@ def test_faults_from_the_constructor_and_reset() -> None:
         assert c.post("/v2/auth/token", json=body).status_code == 502
 
 
-def test_request_log_names_credentials_without_secrets(sim: Simulator, client: httpx.Client,
-                                                       login: Login) -> None:
+def test_request_log_names_credentials_without_secrets(
+    sim: Simulator, client: httpx.Client, login: Login
+) -> None:
     client.get("/v2/access-tokens", headers=login("alice", "pat"))
     client.post("/v2/auth/token", json={"identifier": "alice", "secret": "wrong"})
     client.get("/v2/namespaces/acme/repositories")
     log = sim.requests()
     assert [(e["method"], e["path"], e["status"]) for e in log] == [
-        ("POST", "/v2/auth/token", 200), ("GET", "/v2/access-tokens", 200),
-        ("POST", "/v2/auth/token", 401), ("GET", "/v2/namespaces/acme/repositories", 200)]
+        ("POST", "/v2/auth/token", 200),
+        ("GET", "/v2/access-tokens", 200),
+        ("POST", "/v2/auth/token", 401),
+        ("GET", "/v2/namespaces/acme/repositories", 200),
+    ]
     assert [e["credential"] for e in log] == [
         "pat:alice:9a3a5abf-94f0-4ee2-92fe-810d90b09ce6",
-        "pat:alice:9a3a5abf-94f0-4ee2-92fe-810d90b09ce6", "exchange:alice", "anonymous"]
+        "pat:alice:9a3a5abf-94f0-4ee2-92fe-810d90b09ce6",
+        "exchange:alice",
+        "anonymous",
+    ]
     text = orjson.dumps(log).decode() + orjson.dumps(client.get("/_sim/requests").json()).decode()
     assert PATS["alice"] not in text and PASSWORDS["alice"] not in text and "Bearer" not in text
     assert client.delete("/_sim/requests").status_code == 204

@@ -37,18 +37,21 @@ def org(sim: Simulator, name: str = "acme") -> dict[str, object]:
         ({"type": "member", "invites": "true"}, ["alice", "bob", "carol", "erin"]),
     ],
 )
-def test_members_list_filters(client: httpx.Client, login: Login, params: dict[str, str],
-                              expected: list[str]) -> None:
+def test_members_list_filters(
+    client: httpx.Client, login: Login, params: dict[str, str], expected: list[str]
+) -> None:
     response = client.get("/v2/orgs/acme/members", params=params, headers=login("alice"))
     body = response.json()
     assert [m["username"] for m in body["results"]] == expected
     assert body["count"] == len(expected)
 
 
-def test_members_list_shape_and_pagination(sim: Simulator, client: httpx.Client,
-                                           login: Login) -> None:
-    body = client.get("/v2/orgs/acme/members", params={"page_size": 2, "invites": "true"},
-                      headers=login("alice")).json()
+def test_members_list_shape_and_pagination(
+    sim: Simulator, client: httpx.Client, login: Login
+) -> None:
+    body = client.get(
+        "/v2/orgs/acme/members", params={"page_size": 2, "invites": "true"}, headers=login("alice")
+    ).json()
     assert body["count"] == 5
     assert body["next"] == f"{sim.url}/v2/orgs/acme/members?page_size=2&invites=true&page=2"
     alice = body["results"][0]
@@ -63,10 +66,13 @@ def test_members_list_shape_and_pagination(sim: Simulator, client: httpx.Client,
 
 
 @pytest.mark.parametrize("params", [{"role": "boss"}, {"type": "everyone"}, {"invites": "yes"}])
-def test_members_list_rejects_bad_filters(client: httpx.Client, login: Login,
-                                          params: dict[str, str]) -> None:
-    assert client.get("/v2/orgs/acme/members", params=params,
-                      headers=login("alice")).status_code == 400
+def test_members_list_rejects_bad_filters(
+    client: httpx.Client, login: Login, params: dict[str, str]
+) -> None:
+    assert (
+        client.get("/v2/orgs/acme/members", params=params, headers=login("alice")).status_code
+        == 400
+    )
 
 
 def test_members_export_csv(client: httpx.Client, login: Login) -> None:
@@ -75,14 +81,19 @@ def test_members_export_csv(client: httpx.Client, login: Login) -> None:
     assert response.headers["content-disposition"].startswith('attachment;filename="acme-members-')
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert [(r["Username"], r["Type"], r["Permission"]) for r in rows] == [
-        ("alice", "User", "Owner"), ("bob", "User", "Member"), ("carol", "User", "Member"),
-        ("erin", "User", "Editor"), ("", "Invitee", "Member")]
+        ("alice", "User", "Owner"),
+        ("bob", "User", "Member"),
+        ("carol", "User", "Member"),
+        ("erin", "User", "Editor"),
+        ("", "Invitee", "Member"),
+    ]
     assert rows[1]["Teams"] == "developers"
     assert rows[0]["Date Joined"] == "2021-03-02 09:15:27.481236 +0000 UTC"
 
 
-def test_role_change_and_last_owner_rules(client: httpx.Client, login: Login,
-                                          sim: Simulator) -> None:
+def test_role_change_and_last_owner_rules(
+    client: httpx.Client, login: Login, sim: Simulator
+) -> None:
     alice = login("alice")
     promoted = client.put("/v2/orgs/acme/members/bob", headers=alice, json={"role": "owner"})
     assert promoted.json()["role"] == "Owner"
@@ -91,21 +102,30 @@ def test_role_change_and_last_owner_rules(client: httpx.Client, login: Login,
     assert same.status_code == 200
     assert actions(sim) == ["org.member.role.change"]
     # with two owners alice may step down; then bob is the last owner
-    assert client.put("/v2/orgs/acme/members/alice", headers=alice,
-                      json={"role": "member"}).status_code == 200
+    assert (
+        client.put(
+            "/v2/orgs/acme/members/alice", headers=alice, json={"role": "member"}
+        ).status_code
+        == 200
+    )
     bob = login("bob")
     refused = client.put("/v2/orgs/acme/members/bob", headers=bob, json={"role": "member"})
     assert refused.status_code == 400
     assert "last owner" in refused.json()["message"]
     assert client.delete("/v2/orgs/acme/members/bob", headers=bob).status_code == 400
-    assert client.put("/v2/orgs/acme/members/dave", headers=bob,
-                      json={"role": "member"}).status_code == 404
-    assert client.put("/v2/orgs/acme/members/carol", headers=bob,
-                      json={"role": "admin"}).status_code == 400
+    assert (
+        client.put("/v2/orgs/acme/members/dave", headers=bob, json={"role": "member"}).status_code
+        == 404
+    )
+    assert (
+        client.put("/v2/orgs/acme/members/carol", headers=bob, json={"role": "admin"}).status_code
+        == 400
+    )
 
 
-def test_remove_member_removes_from_every_team(client: httpx.Client, login: Login,
-                                               sim: Simulator) -> None:
+def test_remove_member_removes_from_every_team(
+    client: httpx.Client, login: Login, sim: Simulator
+) -> None:
     response = client.delete("/v2/orgs/acme/members/bob", headers=login("acme", "oat"))
     assert response.status_code == 204
     state_org = org(sim)
@@ -119,8 +139,9 @@ def test_remove_member_removes_from_every_team(client: httpx.Client, login: Logi
 # teams
 def test_team_lifecycle(client: httpx.Client, login: Login, sim: Simulator) -> None:
     alice = login("alice")
-    created = client.post("/v2/orgs/acme/groups", headers=alice,
-                          json={"name": "qa", "description": "testers"})
+    created = client.post(
+        "/v2/orgs/acme/groups", headers=alice, json={"name": "qa", "description": "testers"}
+    )
     assert created.status_code == 201
     team = created.json()
     assert isinstance(team["id"], int) and team["member_count"] == 0
@@ -131,26 +152,43 @@ def test_team_lifecycle(client: httpx.Client, login: Login, sim: Simulator) -> N
     renamed = client.put("/v2/orgs/acme/groups/qa", headers=alice, json={"name": "quality"})
     assert renamed.json() == {**team, "name": "quality", "description": ""}
     assert client.get("/v2/orgs/acme/groups/qa", headers=alice).status_code == 404
-    patched = client.patch("/v2/orgs/acme/groups/quality", headers=alice,
-                           json={"description": "QA", "role": "editor"})
+    patched = client.patch(
+        "/v2/orgs/acme/groups/quality", headers=alice, json={"description": "QA", "role": "editor"}
+    )
     assert (patched.json()["description"], patched.json()["role"]) == ("QA", "editor")
-    assert client.patch("/v2/orgs/acme/groups/quality", headers=alice,
-                        json={"name": "developers"}).status_code == 409
-    assert client.put("/v2/orgs/acme/groups/quality", headers=alice,
-                      json={"description": "no name"}).status_code == 400
+    assert (
+        client.patch(
+            "/v2/orgs/acme/groups/quality", headers=alice, json={"name": "developers"}
+        ).status_code
+        == 409
+    )
+    assert (
+        client.put(
+            "/v2/orgs/acme/groups/quality", headers=alice, json={"description": "no name"}
+        ).status_code
+        == 400
+    )
     listed = client.get("/v2/orgs/acme/groups", headers=alice).json()
     assert [t["name"] for t in listed["results"]] == ["developers", "owners", "quality"]
     assert client.delete("/v2/orgs/acme/groups/quality", headers=alice).status_code == 204
     assert client.delete("/v2/orgs/acme/groups/quality", headers=alice).status_code == 404
-    assert actions(sim) == ["org.team.create", "org.team.update", "org.team.update",
-                            "org.team.delete"]
+    assert actions(sim) == [
+        "org.team.create",
+        "org.team.update",
+        "org.team.update",
+        "org.team.delete",
+    ]
 
 
 def test_owners_team_is_protected(client: httpx.Client, login: Login) -> None:
     alice = login("alice")
     assert client.delete("/v2/orgs/acme/groups/owners", headers=alice).status_code == 400
-    assert client.patch("/v2/orgs/acme/groups/owners", headers=alice,
-                        json={"name": "bosses"}).status_code == 400
+    assert (
+        client.patch(
+            "/v2/orgs/acme/groups/owners", headers=alice, json={"name": "bosses"}
+        ).status_code
+        == 400
+    )
 
 
 def test_teams_filtered_by_username_and_search(client: httpx.Client, login: Login) -> None:
@@ -161,8 +199,9 @@ def test_teams_filtered_by_username_and_search(client: httpx.Client, login: Logi
     assert [t["name"] for t in found["results"]] == ["owners"]
 
 
-def test_team_members_add_remove_and_silent_cases(client: httpx.Client, login: Login,
-                                                  sim: Simulator) -> None:
+def test_team_members_add_remove_and_silent_cases(
+    client: httpx.Client, login: Login, sim: Simulator
+) -> None:
     oat = login("acme", "oat")
     path = "/v2/orgs/acme/groups/developers/members"
     added = client.post(path, headers=oat, json={"member": "carol@example.com"})
@@ -186,8 +225,9 @@ def test_team_members_add_remove_and_silent_cases(client: httpx.Client, login: L
     assert actions(sim) == ["org.team.member.add", "org.team.member.remove"]
 
 
-def test_owners_team_membership_is_the_owner_role(client: httpx.Client, login: Login,
-                                                  sim: Simulator) -> None:
+def test_owners_team_membership_is_the_owner_role(
+    client: httpx.Client, login: Login, sim: Simulator
+) -> None:
     alice = login("alice")
     path = "/v2/orgs/acme/groups/owners/members"
     assert client.post(path, headers=alice, json={"member": "carol"}).status_code == 200
@@ -199,19 +239,27 @@ def test_owners_team_membership_is_the_owner_role(client: httpx.Client, login: L
 
 
 # invites
-def test_invites_list_bulk_dry_run_cancel_resend_accept(client: httpx.Client, login: Login,
-                                                        sim: Simulator) -> None:
+def test_invites_list_bulk_dry_run_cancel_resend_accept(
+    client: httpx.Client, login: Login, sim: Simulator
+) -> None:
     alice = login("alice")
     listed = client.get("/v2/orgs/acme/invites", headers=alice).json()
     assert [i["invitee"] for i in listed["data"]] == ["frank@example.com"]
-    body = {"org": "acme", "team": "developers", "role": "member",
-            "invitees": ["dave", "bob", "not an id!", "frank@example.com", "gina@example.com"]}
+    body = {
+        "org": "acme",
+        "team": "developers",
+        "role": "member",
+        "invitees": ["dave", "bob", "not an id!", "frank@example.com", "gina@example.com"],
+    }
     dry = client.post("/v2/invites/bulk", headers=alice, json={**body, "dry_run": True})
     assert dry.status_code == 202
     assert [(r["invitee"], r["status"]) for r in dry.json()["invitees"]] == [
-        ("dave", "invited"), ("bob", "existing_org_member"),
-        ("not an id!", "invalid_email_or_docker_id"), ("frank@example.com", "already_invited"),
-        ("gina@example.com", "invited")]
+        ("dave", "invited"),
+        ("bob", "existing_org_member"),
+        ("not an id!", "invalid_email_or_docker_id"),
+        ("frank@example.com", "already_invited"),
+        ("gina@example.com", "invited"),
+    ]
     assert len(org(sim)["invites"]) == 1  # type: ignore[arg-type]
     assert actions(sim) == []
     real = client.post("/v2/invites/bulk", headers=alice, json=body).json()["invitees"]
@@ -223,21 +271,30 @@ def test_invites_list_bulk_dry_run_cancel_resend_accept(client: httpx.Client, lo
     assert client.delete(f"/v2/invites/{INVITE}", headers=alice).status_code == 204
     assert client.delete(f"/v2/invites/{INVITE}", headers=alice).status_code == 404
     accepted = client.post(f"/_sim/invites/{dave_invite['id']}/accept")
-    assert accepted.json() == {"org": "acme", "username": "dave", "role": "member",
-                               "team": "developers"}
+    assert accepted.json() == {
+        "org": "acme",
+        "username": "dave",
+        "role": "member",
+        "team": "developers",
+    }
     assert org(sim)["members"]["dave"] == "member"  # type: ignore[index]
     assert actions(sim)[-2:] == ["org.member.add", "org.team.member.add"]
 
 
 @pytest.mark.parametrize(
     "body",
-    [{"org": "acme", "invitees": []}, {"org": "acme"}, {"invitees": ["x@example.com"]},
-     {"org": "acme", "invitees": ["x@example.com"], "team": "nope"},
-     {"org": "acme", "invitees": ["x@example.com"], "role": "king"},
-     {"org": "acme", "invitees": "x@example.com"}],
+    [
+        {"org": "acme", "invitees": []},
+        {"org": "acme"},
+        {"invitees": ["x@example.com"]},
+        {"org": "acme", "invitees": ["x@example.com"], "team": "nope"},
+        {"org": "acme", "invitees": ["x@example.com"], "role": "king"},
+        {"org": "acme", "invitees": "x@example.com"},
+    ],
 )
-def test_bulk_invite_rejects_bad_bodies(client: httpx.Client, login: Login,
-                                        body: dict[str, object]) -> None:
+def test_bulk_invite_rejects_bad_bodies(
+    client: httpx.Client, login: Login, body: dict[str, object]
+) -> None:
     response = client.post("/v2/invites/bulk", headers=login("alice"), json=body)
     assert response.status_code == 400
 
@@ -245,15 +302,21 @@ def test_bulk_invite_rejects_bad_bodies(client: httpx.Client, login: Login,
 # settings
 def test_org_settings_get_and_put(client: httpx.Client, login: Login, sim: Simulator) -> None:
     alice = login("alice")
-    assert client.get("/v2/orgs/acme/settings", headers=alice).json() == {"restricted_images": {
-        "enabled": False, "allow_official_images": True, "allow_verified_publishers": True}}
+    assert client.get("/v2/orgs/acme/settings", headers=alice).json() == {
+        "restricted_images": {
+            "enabled": False,
+            "allow_official_images": True,
+            "allow_verified_publishers": True,
+        }
+    }
     new = {"enabled": True, "allow_official_images": False, "allow_verified_publishers": True}
     put = client.put("/v2/orgs/acme/settings", headers=alice, json={"restricted_images": new})
     assert put.json() == {"restricted_images": new}
     assert client.get("/v2/orgs/acme/settings", headers=alice).json()["restricted_images"] == new
     assert actions(sim) == ["org.settings.update"]
-    partial = client.put("/v2/orgs/acme/settings", headers=alice,
-                         json={"restricted_images": {"enabled": True}})
+    partial = client.put(
+        "/v2/orgs/acme/settings", headers=alice, json={"restricted_images": {"enabled": True}}
+    )
     assert partial.status_code == 400
     assert client.get("/v2/orgs/nope/settings", headers=alice).status_code == 404
 
@@ -263,17 +326,22 @@ def test_audit_logs_filters_and_actions(client: httpx.Client, login: Login) -> N
     alice = login("alice")
     for name in ("one", "two"):
         client.post("/v2/orgs/acme/groups", headers=alice, json={"name": name})
-    client.post("/v2/namespaces/acme/repositories", headers=alice,
-                json={"name": "logged", "namespace": "acme"})
+    client.post(
+        "/v2/namespaces/acme/repositories",
+        headers=alice,
+        json={"name": "logged", "namespace": "acme"},
+    )
     oat = login("acme", "oat")
     logs = client.get("/v2/auditlogs/acme", headers=oat).json()["logs"]
     assert [e["action"] for e in logs] == ["repo.create", "org.team.create", "org.team.create"]
     assert logs[0]["actor"] == "alice" and logs[0]["name"] == "acme/logged"
-    only = client.get("/v2/auditlogs/acme", params={"action": "org.team.create", "page_size": 1},
-                      headers=oat).json()["logs"]
+    only = client.get(
+        "/v2/auditlogs/acme", params={"action": "org.team.create", "page_size": 1}, headers=oat
+    ).json()["logs"]
     assert [e["data"]["team"] for e in only] == ["two"]
-    later = client.get("/v2/auditlogs/acme", params={"from": "2999-01-01T00:00:00Z"},
-                       headers=oat).json()
+    later = client.get(
+        "/v2/auditlogs/acme", params={"from": "2999-01-01T00:00:00Z"}, headers=oat
+    ).json()
     assert later == {"logs": []}
     bad = client.get("/v2/auditlogs/acme", params={"from": "yesterday"}, headers=oat)
     assert bad.status_code == 400 and bad.json()["code"] == 3
@@ -288,9 +356,15 @@ def test_audit_logs_filters_and_actions(client: httpx.Client, login: Login) -> N
 # personal access tokens
 def test_pat_lifecycle_and_secret_only_on_create(client: httpx.Client, login: Login) -> None:
     alice = login("alice")
-    created = client.post("/v2/access-tokens", headers=alice,
-                          json={"token_label": "ci", "scopes": ["repo:write", "repo:read"],
-                                "expires_at": "2999-01-01T00:00:00Z"})
+    created = client.post(
+        "/v2/access-tokens",
+        headers=alice,
+        json={
+            "token_label": "ci",
+            "scopes": ["repo:write", "repo:read"],
+            "expires_at": "2999-01-01T00:00:00Z",
+        },
+    )
     assert created.status_code == 201
     pat = created.json()
     assert pat["token"].startswith("dckr_pat_") and len(pat["token"]) == 36
@@ -300,8 +374,9 @@ def test_pat_lifecycle_and_secret_only_on_create(client: httpx.Client, login: Lo
     assert {t["token"] for t in listed["results"]} == {""}
     got = client.get(f"/v2/access-tokens/{pat['uuid']}", headers=alice).json()
     assert got["token"] == "" and got["scopes"] == ["repo:write", "repo:read"]
-    renamed = client.patch(f"/v2/access-tokens/{pat['uuid']}", headers=alice,
-                           json={"token_label": "ci-2"})
+    renamed = client.patch(
+        f"/v2/access-tokens/{pat['uuid']}", headers=alice, json={"token_label": "ci-2"}
+    )
     assert renamed.json()["token_label"] == "ci-2" and renamed.json()["token"] == ""
     usable = client.post("/v2/auth/token", json={"identifier": "alice", "secret": pat["token"]})
     assert usable.status_code == 200
@@ -311,13 +386,18 @@ def test_pat_lifecycle_and_secret_only_on_create(client: httpx.Client, login: Lo
 
 @pytest.mark.parametrize(
     "body",
-    [{"token_label": "x", "scopes": ["repo:everything"]}, {"token_label": "", "scopes": []},
-     {"scopes": ["repo:read"]}, {"token_label": "x", "scopes": []},
-     {"token_label": "x", "scopes": ["repo:read"], "expires_at": "2001-01-01T00:00:00Z"},
-     {"token_label": "x", "scopes": ["repo:read"], "expires_at": "next week"}],
+    [
+        {"token_label": "x", "scopes": ["repo:everything"]},
+        {"token_label": "", "scopes": []},
+        {"scopes": ["repo:read"]},
+        {"token_label": "x", "scopes": []},
+        {"token_label": "x", "scopes": ["repo:read"], "expires_at": "2001-01-01T00:00:00Z"},
+        {"token_label": "x", "scopes": ["repo:read"], "expires_at": "next week"},
+    ],
 )
-def test_pat_create_rejects_bad_bodies(client: httpx.Client, login: Login,
-                                       body: dict[str, object]) -> None:
+def test_pat_create_rejects_bad_bodies(
+    client: httpx.Client, login: Login, body: dict[str, object]
+) -> None:
     response = client.post("/v2/access-tokens", headers=login("alice"), json=body)
     assert response.status_code == 400
     error = response.json()
@@ -326,19 +406,31 @@ def test_pat_create_rejects_bad_bodies(client: httpx.Client, login: Login,
 
 def test_pat_cannot_mint_a_wider_pat(client: httpx.Client, login: Login) -> None:
     bob = login("bob", "pat")
-    assert client.post("/v2/access-tokens", headers=bob,
-                       json={"token_label": "x", "scopes": ["repo:admin"]}).status_code == 403
-    assert client.post("/v2/access-tokens", headers=bob,
-                       json={"token_label": "x", "scopes": ["repo:read"]}).status_code == 201
+    assert (
+        client.post(
+            "/v2/access-tokens", headers=bob, json={"token_label": "x", "scopes": ["repo:admin"]}
+        ).status_code
+        == 403
+    )
+    assert (
+        client.post(
+            "/v2/access-tokens", headers=bob, json={"token_label": "x", "scopes": ["repo:read"]}
+        ).status_code
+        == 201
+    )
 
 
 # organization access tokens
 def test_oat_lifecycle(client: httpx.Client, login: Login, sim: Simulator) -> None:
     alice = login("alice")
-    body = {"label": "deployer", "description": "pushes images",
-            "resources": [{"type": "TYPE_REPO", "path": "acme/api",
-                           "scopes": ["scope-image-push"]},
-                          {"type": "TYPE_ORG", "path": "acme", "scopes": ["scope-group-read"]}]}
+    body = {
+        "label": "deployer",
+        "description": "pushes images",
+        "resources": [
+            {"type": "TYPE_REPO", "path": "acme/api", "scopes": ["scope-image-push"]},
+            {"type": "TYPE_ORG", "path": "acme", "scopes": ["scope-group-read"]},
+        ],
+    }
     created = client.post("/v2/orgs/acme/access-tokens", headers=alice, json=body)
     assert created.status_code == 201
     oat = created.json()
@@ -355,22 +447,32 @@ def test_oat_lifecycle(client: httpx.Client, login: Login, sim: Simulator) -> No
     assert refused.status_code == 401
     assert client.delete(path, headers=alice).status_code == 204
     assert client.get(path, headers=alice).status_code == 404
-    assert actions(sim) == ["org.access_token.create", "org.access_token.update",
-                            "org.access_token.delete"]
+    assert actions(sim) == [
+        "org.access_token.create",
+        "org.access_token.update",
+        "org.access_token.delete",
+    ]
 
 
 @pytest.mark.parametrize(
     "resources",
-    [[], [{"type": "TYPE_REPO", "path": "acme/missing", "scopes": ["scope-image-pull"]}],
-     [{"type": "TYPE_REPO", "path": "globex/*", "scopes": ["scope-image-pull"]}],
-     [{"type": "TYPE_ORG", "path": "acme", "scopes": ["scope-image-pull"]}],
-     [{"type": "TYPE_USER", "path": "acme", "scopes": ["scope-member-read"]}],
-     [{"type": "TYPE_ORG", "path": "acme"}]],
+    [
+        [],
+        [{"type": "TYPE_REPO", "path": "acme/missing", "scopes": ["scope-image-pull"]}],
+        [{"type": "TYPE_REPO", "path": "globex/*", "scopes": ["scope-image-pull"]}],
+        [{"type": "TYPE_ORG", "path": "acme", "scopes": ["scope-image-pull"]}],
+        [{"type": "TYPE_USER", "path": "acme", "scopes": ["scope-member-read"]}],
+        [{"type": "TYPE_ORG", "path": "acme"}],
+    ],
 )
-def test_oat_create_rejects_bad_resources(client: httpx.Client, login: Login,
-                                          resources: list[object]) -> None:
-    response = client.post("/v2/orgs/acme/access-tokens", headers=login("alice"),
-                           json={"label": "x", "resources": resources})
+def test_oat_create_rejects_bad_resources(
+    client: httpx.Client, login: Login, resources: list[object]
+) -> None:
+    response = client.post(
+        "/v2/orgs/acme/access-tokens",
+        headers=login("alice"),
+        json={"label": "x", "resources": resources},
+    )
     assert response.status_code == 400
     assert response.json()["fields"]
 
@@ -378,6 +480,7 @@ def test_oat_create_rejects_bad_resources(client: httpx.Client, login: Login,
 def test_oat_revoked_while_in_use(client: httpx.Client, login: Login) -> None:
     oat = login("acme", "oat")
     assert client.get("/v2/orgs/acme/members", headers=oat).status_code == 200
-    client.delete("/v2/orgs/acme/access-tokens/c48157fc-3c31-41f9-aa13-2d135a3389e0",
-                  headers=login("alice"))
+    client.delete(
+        "/v2/orgs/acme/access-tokens/c48157fc-3c31-41f9-aa13-2d135a3389e0", headers=login("alice")
+    )
     assert client.get("/v2/orgs/acme/members", headers=oat).status_code == 401

@@ -32,13 +32,27 @@ ORG_ROUTES = [
     ("DELETE", "/v2/invites/c2d7e9d7-75aa-4dae-abe0-589316d10ca9", None),
     ("PATCH", "/v2/invites/c2d7e9d7-75aa-4dae-abe0-589316d10ca9/resend", None),
     ("GET", "/v2/orgs/acme/access-tokens", None),
-    ("POST", "/v2/orgs/acme/access-tokens",
-     {"label": "x", "resources": [{"type": "TYPE_ORG", "path": "acme",
-                                   "scopes": ["scope-member-read"]}]}),
+    (
+        "POST",
+        "/v2/orgs/acme/access-tokens",
+        {
+            "label": "x",
+            "resources": [{"type": "TYPE_ORG", "path": "acme", "scopes": ["scope-member-read"]}],
+        },
+    ),
     ("GET", "/v2/orgs/acme/access-tokens/c48157fc-3c31-41f9-aa13-2d135a3389e0", None),
     ("GET", "/v2/orgs/acme/settings", None),
-    ("PUT", "/v2/orgs/acme/settings", {"restricted_images": {
-        "enabled": True, "allow_official_images": True, "allow_verified_publishers": True}}),
+    (
+        "PUT",
+        "/v2/orgs/acme/settings",
+        {
+            "restricted_images": {
+                "enabled": True,
+                "allow_official_images": True,
+                "allow_verified_publishers": True,
+            }
+        },
+    ),
     ("GET", "/v2/auditlogs/acme", None),
     ("GET", "/v2/auditlogs/acme/actions", None),
 ]
@@ -65,8 +79,11 @@ def test_owner_password_may_call_org_routes(
 
 
 def test_repository_group_grant_stays_pat_callable(client: httpx.Client, login: Login) -> None:
-    response = client.post("/v2/repositories/acme/web/groups", headers=login("alice", "pat"),
-                           json={"group_id": 1001, "permission": "read"})
+    response = client.post(
+        "/v2/repositories/acme/web/groups",
+        headers=login("alice", "pat"),
+        json={"group_id": 1001, "permission": "read"},
+    )
     assert response.status_code == 200
     assert response.json() == {"group_name": "developers", "permission": "read", "group_id": 1001}
 
@@ -104,34 +121,52 @@ def test_oat_is_refused_on_user_and_oat_management_routes(
 def test_who_may_create_an_org_repository(
     client: httpx.Client, login: Login, who: str, kind: str, status: int
 ) -> None:
-    response = client.post("/v2/namespaces/acme/repositories", headers=login(who, kind),
-                           json={"name": "made-by-test", "namespace": "acme"})
+    response = client.post(
+        "/v2/namespaces/acme/repositories",
+        headers=login(who, kind),
+        json={"name": "made-by-test", "namespace": "acme"},
+    )
     assert response.status_code == status, response.text
 
 
 def test_pat_scope_hierarchy_on_own_namespace(client: httpx.Client, login: Login) -> None:
     body = {"name": "mine", "namespace": "bob"}
-    assert client.post("/v2/namespaces/bob/repositories", json=body,
-                       headers=login("bob", "pat")).status_code == 201
+    assert (
+        client.post(
+            "/v2/namespaces/bob/repositories", json=body, headers=login("bob", "pat")
+        ).status_code
+        == 201
+    )
     # repo:write may not change settings (repo:admin)
-    settings = client.patch("/v2/namespaces/bob/repositories/mine/immutabletags",
-                            headers=login("bob", "pat"),
-                            json={"immutable_tags": True, "immutable_tags_rules": ["v.*"]})
+    settings = client.patch(
+        "/v2/namespaces/bob/repositories/mine/immutabletags",
+        headers=login("bob", "pat"),
+        json={"immutable_tags": True, "immutable_tags_rules": ["v.*"]},
+    )
     assert settings.status_code == 403
     assert "repo:admin" in settings.json()["message"]
     # repo:read may read private repositories, repo:write may not be needed
-    assert client.get("/v2/namespaces/alice/repositories/notes",
-                      headers=login("alice-read", "pat")).status_code == 200
-    refused = client.post("/v2/namespaces/alice/repositories",
-                          json={"name": "nope", "namespace": "alice"},
-                          headers=login("alice-read", "pat"))
+    assert (
+        client.get(
+            "/v2/namespaces/alice/repositories/notes", headers=login("alice-read", "pat")
+        ).status_code
+        == 200
+    )
+    refused = client.post(
+        "/v2/namespaces/alice/repositories",
+        json={"name": "nope", "namespace": "alice"},
+        headers=login("alice-read", "pat"),
+    )
     assert refused.status_code == 403
     assert "repo:write" in refused.json()["message"]
 
 
 def test_public_read_pat_sees_only_public_repositories(client: httpx.Client, login: Login) -> None:
-    created = client.post("/v2/access-tokens", headers=login("alice"),
-                          json={"token_label": "public", "scopes": ["repo:public_read"]})
+    created = client.post(
+        "/v2/access-tokens",
+        headers=login("alice"),
+        json={"token_label": "public", "scopes": ["repo:public_read"]},
+    )
     secret = created.json()["token"]
     token = client.post("/v2/auth/token", json={"identifier": "alice", "secret": secret})
     headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
@@ -145,14 +180,20 @@ def test_public_read_pat_sees_only_public_repositories(client: httpx.Client, log
 def test_team_grant_gives_members_access(client: httpx.Client, login: Login) -> None:
     bob = login("bob", "pat")
     assert client.get("/v2/namespaces/acme/repositories/api", headers=bob).json()[
-        "permissions"] == {"read": True, "write": True, "admin": False}
+        "permissions"
+    ] == {"read": True, "write": True, "admin": False}
     assert client.get("/v2/namespaces/acme/repositories/ops-tools", headers=bob).status_code == 404
-    names = {r["name"] for r in client.get("/v2/namespaces/acme/repositories",
-                                            headers=bob).json()["results"]}
+    names = {
+        r["name"]
+        for r in client.get("/v2/namespaces/acme/repositories", headers=bob).json()["results"]
+    }
     assert names == {"api", "web"}
     # bob may read api but not administer it
-    grant = client.post("/v2/repositories/acme/api/groups", headers=bob,
-                        json={"group_id": 1001, "permission": "admin"})
+    grant = client.post(
+        "/v2/repositories/acme/api/groups",
+        headers=bob,
+        json={"group_id": 1001, "permission": "admin"},
+    )
     assert grant.status_code == 403
 
 
@@ -172,8 +213,12 @@ def test_oat_org_scopes_are_enforced(client: httpx.Client, login: Login) -> None
     denied = client.post("/v2/orgs/acme/groups", headers=auditor, json={"name": "qa"})
     assert denied.status_code == 403
     assert "scope-group-edit" in denied.json()["message"]
-    assert client.put("/v2/orgs/acme/members/bob", headers=auditor,
-                      json={"role": "editor"}).status_code == 403
+    assert (
+        client.put(
+            "/v2/orgs/acme/members/bob", headers=auditor, json={"role": "editor"}
+        ).status_code
+        == 403
+    )
     # an OAT acts on its own organization only
     assert client.get("/v2/orgs/globex/members", headers=login("acme", "oat")).status_code == 403
 
@@ -184,12 +229,19 @@ def test_oat_repository_scopes_are_enforced(client: httpx.Client, login: Login) 
     assert client.get("/v2/namespaces/acme/repositories/web", headers=auditor).status_code == 200
     oat = login("acme", "oat")
     assert client.get("/v2/namespaces/acme/repositories/api/tags", headers=oat).status_code == 200
-    assert client.patch("/v2/namespaces/acme/repositories/api/immutabletags", headers=oat,
-                        json={"immutable_tags": False, "immutable_tags_rules": []}
-                        ).status_code == 200
-    other_org = client.patch("/v2/namespaces/globex/repositories/site/immutabletags",
-                             headers=oat,
-                             json={"immutable_tags": False, "immutable_tags_rules": []})
+    assert (
+        client.patch(
+            "/v2/namespaces/acme/repositories/api/immutabletags",
+            headers=oat,
+            json={"immutable_tags": False, "immutable_tags_rules": []},
+        ).status_code
+        == 200
+    )
+    other_org = client.patch(
+        "/v2/namespaces/globex/repositories/site/immutabletags",
+        headers=oat,
+        json={"immutable_tags": False, "immutable_tags_rules": []},
+    )
     assert other_org.status_code == 403
 
 
@@ -197,16 +249,19 @@ def test_oat_repository_scopes_are_enforced(client: httpx.Client, login: Login) 
     ("who", "status"),
     [("alice", 200), ("erin", 403), ("bob", 403), ("dave", 403)],
 )
-def test_only_owners_change_roles(client: httpx.Client, login: Login, who: str,
-                                  status: int) -> None:
-    response = client.put("/v2/orgs/acme/members/carol", headers=login(who),
-                          json={"role": "editor"})
+def test_only_owners_change_roles(
+    client: httpx.Client, login: Login, who: str, status: int
+) -> None:
+    response = client.put(
+        "/v2/orgs/acme/members/carol", headers=login(who), json={"role": "editor"}
+    )
     assert response.status_code == status
 
 
 @pytest.mark.parametrize(("who", "status"), [("bob", 200), ("erin", 200), ("dave", 403)])
-def test_members_may_read_teams_but_outsiders_may_not(client: httpx.Client, login: Login,
-                                                      who: str, status: int) -> None:
+def test_members_may_read_teams_but_outsiders_may_not(
+    client: httpx.Client, login: Login, who: str, status: int
+) -> None:
     assert client.get("/v2/orgs/acme/groups", headers=login(who)).status_code == status
     assert client.get("/v2/orgs/acme/members", headers=login(who)).status_code == status
 
@@ -215,6 +270,10 @@ def test_members_may_not_manage_teams_or_invites(client: httpx.Client, login: Lo
     bob = login("bob")
     assert client.post("/v2/orgs/acme/groups", headers=bob, json={"name": "qa"}).status_code == 403
     assert client.get("/v2/orgs/acme/invites", headers=bob).status_code == 403
-    assert client.post("/v2/invites/bulk", headers=bob,
-                       json={"org": "acme", "invitees": ["x@example.com"]}).status_code == 403
+    assert (
+        client.post(
+            "/v2/invites/bulk", headers=bob, json={"org": "acme", "invitees": ["x@example.com"]}
+        ).status_code
+        == 403
+    )
     assert client.get("/v2/orgs/acme/settings", headers=bob).status_code == 403

@@ -22,8 +22,14 @@ def test_create_repository_answers_repository_info_and_logs_it(
     response = client.post(
         "/v2/namespaces/acme/repositories",
         headers=login("alice", "pat"),
-        json={"name": "build-cache", "namespace": "acme", "description": "cache",
-              "full_description": "# cache", "registry": "docker.io", "is_private": True},
+        json={
+            "name": "build-cache",
+            "namespace": "acme",
+            "description": "cache",
+            "full_description": "# cache",
+            "registry": "docker.io",
+            "is_private": True,
+        },
     )
     assert response.status_code == 201
     body = response.json()
@@ -63,13 +69,13 @@ def test_create_repository_rejects_bad_bodies(
 
 def test_create_repository_rejects_non_json(client: httpx.Client, login: Login) -> None:
     json_type = {**login("alice"), "Content-Type": "application/json"}
-    response = client.post("/v2/namespaces/acme/repositories", content=b"name=x",
-                           headers=json_type)
+    response = client.post("/v2/namespaces/acme/repositories", content=b"name=x", headers=json_type)
     assert response.status_code == 400
     assert "JSON" in response.json()["message"]
     # Without the JSON content type, a strict Hub refuses the body before reading it.
-    response = client.post("/v2/namespaces/acme/repositories", content=b"name=x",
-                           headers=login("alice"))
+    response = client.post(
+        "/v2/namespaces/acme/repositories", content=b"name=x", headers=login("alice")
+    )
     assert response.status_code == 415
 
 
@@ -77,16 +83,22 @@ def test_duplicate_repository_is_409_already_exists(
     client: httpx.Client, login: Login, sim: Simulator
 ) -> None:
     headers = login("alice")
-    response = client.post("/v2/namespaces/acme/repositories", headers=headers,
-                           json={"name": "api", "namespace": "acme"})
+    response = client.post(
+        "/v2/namespaces/acme/repositories",
+        headers=headers,
+        json={"name": "api", "namespace": "acme"},
+    )
     assert response.status_code == 409
     assert "already exists" in response.json()["message"]
     assert sim.state()["audit_logs"] == []
 
 
 def test_unknown_namespace_is_404(client: httpx.Client, login: Login) -> None:
-    response = client.post("/v2/namespaces/nobody/repositories", headers=login("alice"),
-                           json={"name": "x1", "namespace": "nobody"})
+    response = client.post(
+        "/v2/namespaces/nobody/repositories",
+        headers=login("alice"),
+        json={"name": "x1", "namespace": "nobody"},
+    )
     assert response.status_code == 404
     assert client.get("/v2/namespaces/nobody/repositories").status_code == 404
 
@@ -94,8 +106,11 @@ def test_unknown_namespace_is_404(client: httpx.Client, login: Login) -> None:
 def test_trailing_slash_is_accepted(client: httpx.Client, login: Login) -> None:
     headers = login("alice")
     assert client.get("/v2/namespaces/acme/repositories/", headers=headers).status_code == 200
-    created = client.post("/v2/namespaces/acme/repositories/", headers=headers,
-                          json={"name": "slashed", "namespace": "acme"})
+    created = client.post(
+        "/v2/namespaces/acme/repositories/",
+        headers=headers,
+        json={"name": "slashed", "namespace": "acme"},
+    )
     assert created.status_code == 201
 
 
@@ -108,9 +123,14 @@ def test_head_checks_existence_without_body(client: httpx.Client, login: Login) 
 
 def _fill(client: httpx.Client, headers: dict[str, str], count: int) -> None:
     for i in range(count):
-        assert client.post("/v2/namespaces/alice/repositories", headers=headers,
-                           json={"name": f"bulk-{i:02d}", "namespace": "alice"}
-                           ).status_code == 201
+        assert (
+            client.post(
+                "/v2/namespaces/alice/repositories",
+                headers=headers,
+                json={"name": f"bulk-{i:02d}", "namespace": "alice"},
+            ).status_code
+            == 201
+        )
 
 
 def test_repository_list_paginates_with_absolute_urls(
@@ -118,12 +138,16 @@ def test_repository_list_paginates_with_absolute_urls(
 ) -> None:
     headers = login("alice")
     _fill(client, headers, 23)  # + hello-world + notes = 25
-    first = client.get("/v2/namespaces/alice/repositories",
-                       params={"page_size": 10, "name": "bulk"}, headers=headers).json()
+    first = client.get(
+        "/v2/namespaces/alice/repositories",
+        params={"page_size": 10, "name": "bulk"},
+        headers=headers,
+    ).json()
     assert first["count"] == 23
     assert first["previous"] is None
     assert first["next"] == (
-        f"{sim.url}/v2/namespaces/alice/repositories?page_size=10&name=bulk&page=2")
+        f"{sim.url}/v2/namespaces/alice/repositories?page_size=10&name=bulk&page=2"
+    )
     seen = [r["name"] for r in first["results"]]
     url = first["next"]
     while url:
@@ -132,18 +156,26 @@ def test_repository_list_paginates_with_absolute_urls(
         seen += [r["name"] for r in page["results"]]
         url = page["next"]
     assert seen == [f"bulk-{i:02d}" for i in range(23)]
-    past = client.get("/v2/namespaces/alice/repositories",
-                      params={"page": 4, "page_size": 10, "name": "bulk"}, headers=headers)
+    past = client.get(
+        "/v2/namespaces/alice/repositories",
+        params={"page": 4, "page_size": 10, "name": "bulk"},
+        headers=headers,
+    )
     assert past.status_code == 404
-    empty_first = client.get("/v2/namespaces/alice/repositories", params={"name": "zzz"},
-                             headers=headers)
+    empty_first = client.get(
+        "/v2/namespaces/alice/repositories", params={"name": "zzz"}, headers=headers
+    )
     assert empty_first.json() == {"count": 0, "next": None, "previous": None, "results": []}
 
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"ordering": "stars"}, "ordering"), ({"page_size": 101}, "page_size"),
-     ({"page": 0}, "page"), ({"page_size": "ten"}, "page_size")],
+    [
+        ({"ordering": "stars"}, "ordering"),
+        ({"page_size": 101}, "page_size"),
+        ({"page": 0}, "page"),
+        ({"page_size": "ten"}, "page_size"),
+    ],
 )
 def test_repository_list_rejects_bad_parameters(
     client: httpx.Client, params: dict[str, object], field: str
@@ -157,54 +189,80 @@ def test_repository_list_rejects_bad_parameters(
 
 @pytest.mark.parametrize(
     ("ordering", "expected"),
-    [("name", ["api", "ops-tools", "web"]), ("-name", ["web", "ops-tools", "api"]),
-     ("pull_count", ["ops-tools", "web", "api"]), ("-pull_count", ["api", "web", "ops-tools"]),
-     ("-last_updated", ["web", "api", "ops-tools"])],
+    [
+        ("name", ["api", "ops-tools", "web"]),
+        ("-name", ["web", "ops-tools", "api"]),
+        ("pull_count", ["ops-tools", "web", "api"]),
+        ("-pull_count", ["api", "web", "ops-tools"]),
+        ("-last_updated", ["web", "api", "ops-tools"]),
+    ],
 )
-def test_repository_list_ordering(client: httpx.Client, login: Login, ordering: str,
-                                  expected: list[str]) -> None:
-    response = client.get("/v2/namespaces/acme/repositories", params={"ordering": ordering},
-                          headers=login("alice"))
+def test_repository_list_ordering(
+    client: httpx.Client, login: Login, ordering: str, expected: list[str]
+) -> None:
+    response = client.get(
+        "/v2/namespaces/acme/repositories", params={"ordering": ordering}, headers=login("alice")
+    )
     assert [r["name"] for r in response.json()["results"]] == expected
 
 
 def test_tags_list_get_and_head(sim: Simulator, client: httpx.Client, login: Login) -> None:
     headers = login("bob", "pat")
-    listed = client.get("/v2/namespaces/acme/repositories/api/tags",
-                        params={"page_size": 2}, headers=headers).json()
+    listed = client.get(
+        "/v2/namespaces/acme/repositories/api/tags", params={"page_size": 2}, headers=headers
+    ).json()
     assert listed["count"] == 3
     assert [t["name"] for t in listed["results"]] == ["latest", "v1.1.0"]
-    assert listed["next"] == (f"{sim.url}/v2/namespaces/acme/repositories/api/tags"
-                              "?page_size=2&page=2")
+    assert listed["next"] == (
+        f"{sim.url}/v2/namespaces/acme/repositories/api/tags?page_size=2&page=2"
+    )
     tag = client.get("/v2/namespaces/acme/repositories/api/tags/v1.0.0", headers=headers).json()
     assert tag["name"] == "v1.0.0" and tag["v2"] is True and tag["tag_status"] == "active"
     assert tag["images"][0]["digest"].startswith("sha256:")
-    assert client.head("/v2/namespaces/acme/repositories/api/tags/v1.0.0",
-                       headers=headers).status_code == 200
-    assert client.head("/v2/namespaces/acme/repositories/api/tags/v9",
-                       headers=headers).status_code == 404
-    assert client.head("/v2/namespaces/acme/repositories/api/tags",
-                       headers=headers).status_code == 200
-    assert client.head("/v2/namespaces/acme/repositories/ops-tools/tags",
-                       headers=login("alice")).status_code == 404
-    assert client.get("/v2/namespaces/acme/repositories/api/tags",
-                      params={"page": 3, "page_size": 2}, headers=headers).status_code == 404
+    assert (
+        client.head("/v2/namespaces/acme/repositories/api/tags/v1.0.0", headers=headers).status_code
+        == 200
+    )
+    assert (
+        client.head("/v2/namespaces/acme/repositories/api/tags/v9", headers=headers).status_code
+        == 404
+    )
+    assert (
+        client.head("/v2/namespaces/acme/repositories/api/tags", headers=headers).status_code == 200
+    )
+    assert (
+        client.head(
+            "/v2/namespaces/acme/repositories/ops-tools/tags", headers=login("alice")
+        ).status_code
+        == 404
+    )
+    assert (
+        client.get(
+            "/v2/namespaces/acme/repositories/api/tags",
+            params={"page": 3, "page_size": 2},
+            headers=headers,
+        ).status_code
+        == 404
+    )
     # public tags are readable without a token
     assert client.get("/v2/namespaces/acme/repositories/web/tags").status_code == 200
 
 
-def test_immutable_tags_update_and_verify(client: httpx.Client, login: Login,
-                                          sim: Simulator) -> None:
+def test_immutable_tags_update_and_verify(
+    client: httpx.Client, login: Login, sim: Simulator
+) -> None:
     headers = login("alice", "pat")
     path = "/v2/namespaces/acme/repositories/api/immutabletags"
-    updated = client.patch(path, headers=headers,
-                           json={"immutable_tags": True, "immutable_tags_rules": ["v.*"]})
+    updated = client.patch(
+        path, headers=headers, json={"immutable_tags": True, "immutable_tags_rules": ["v.*"]}
+    )
     assert updated.status_code == 200
     assert updated.json()["immutable_tags_settings"] == {"enabled": True, "rules": ["v.*"]}
     assert audit_actions(sim) == [("repo.immutable.tags.updated", "acme/api")]
     # the same settings again change nothing and log nothing
-    client.patch(path, headers=headers, json={"immutable_tags": True,
-                                               "immutable_tags_rules": ["v.*"]})
+    client.patch(
+        path, headers=headers, json={"immutable_tags": True, "immutable_tags_rules": ["v.*"]}
+    )
     assert len(audit_actions(sim)) == 1
     verified = client.post(path + "/verify", headers=headers, json={"regex": r"v1\..*"})
     assert verified.json() == {"tags": ["v1.0.0", "v1.1.0"]}
@@ -212,26 +270,29 @@ def test_immutable_tags_update_and_verify(client: httpx.Client, login: Login,
 
 @pytest.mark.parametrize(
     ("suffix", "body"),
-    [("", {"immutable_tags": True, "immutable_tags_rules": ["v(.*"]}),
-     ("", {"immutable_tags": True, "immutable_tags_rules": []}),
-     ("", {"immutable_tags": "yes", "immutable_tags_rules": []}),
-     ("", {"immutable_tags": True}),
-     ("/verify", {"regex": "a,b"}),
-     ("/verify", {"regex": "(["}),
-     ("/verify", {})],
+    [
+        ("", {"immutable_tags": True, "immutable_tags_rules": ["v(.*"]}),
+        ("", {"immutable_tags": True, "immutable_tags_rules": []}),
+        ("", {"immutable_tags": "yes", "immutable_tags_rules": []}),
+        ("", {"immutable_tags": True}),
+        ("/verify", {"regex": "a,b"}),
+        ("/verify", {"regex": "(["}),
+        ("/verify", {}),
+    ],
 )
-def test_immutable_tags_reject_bad_bodies(client: httpx.Client, login: Login, suffix: str,
-                                          body: dict[str, object]) -> None:
+def test_immutable_tags_reject_bad_bodies(
+    client: httpx.Client, login: Login, suffix: str, body: dict[str, object]
+) -> None:
     response = client.request(
         "POST" if suffix else "PATCH",
         f"/v2/namespaces/acme/repositories/api/immutabletags{suffix}",
-        headers=login("alice"), json=body,
+        headers=login("alice"),
+        json=body,
     )
     assert response.status_code == 400
 
 
-def test_group_grant_regrant_and_errors(client: httpx.Client, login: Login,
-                                        sim: Simulator) -> None:
+def test_group_grant_regrant_and_errors(client: httpx.Client, login: Login, sim: Simulator) -> None:
     headers = login("alice")
     path = "/v2/repositories/acme/ops-tools/groups"
     first = client.post(path, headers=headers, json={"group_id": 1001, "permission": "read"})
@@ -244,20 +305,44 @@ def test_group_grant_regrant_and_errors(client: httpx.Client, login: Login,
     assert repo["teams"] == {"developers": "admin"}
     assert [a for a, _ in audit_actions(sim)] == ["repo.update", "repo.update"]
     bob = login("bob")
-    assert client.get("/v2/namespaces/acme/repositories/ops-tools",
-                      headers=bob).json()["permissions"]["admin"] is True
-    assert client.post(path, headers=headers,
-                       json={"group_id": 999999, "permission": "read"}).status_code == 404
-    assert client.post(path, headers=headers,
-                       json={"group_id": 1001, "permission": "owner"}).status_code == 400
-    assert client.post(path, headers=headers,
-                       json={"group_id": "1001", "permission": "read"}).status_code == 400
+    assert (
+        client.get("/v2/namespaces/acme/repositories/ops-tools", headers=bob).json()["permissions"][
+            "admin"
+        ]
+        is True
+    )
+    assert (
+        client.post(
+            path, headers=headers, json={"group_id": 999999, "permission": "read"}
+        ).status_code
+        == 404
+    )
+    assert (
+        client.post(
+            path, headers=headers, json={"group_id": 1001, "permission": "owner"}
+        ).status_code
+        == 400
+    )
+    assert (
+        client.post(
+            path, headers=headers, json={"group_id": "1001", "permission": "read"}
+        ).status_code
+        == 400
+    )
     # a team of another organization is not found here
-    globex_team = client.post("/v2/orgs/globex/groups", headers=login("dave"),
-                              json={"name": "ops"}).json()["id"]
-    assert client.post(path, headers=headers,
-                       json={"group_id": globex_team, "permission": "read"}).status_code == 404
+    globex_team = client.post(
+        "/v2/orgs/globex/groups", headers=login("dave"), json={"name": "ops"}
+    ).json()["id"]
+    assert (
+        client.post(
+            path, headers=headers, json={"group_id": globex_team, "permission": "read"}
+        ).status_code
+        == 404
+    )
     # repositories of users have no teams
-    user_repo = client.post("/v2/repositories/alice/notes/groups", headers=headers,
-                            json={"group_id": 1001, "permission": "read"})
+    user_repo = client.post(
+        "/v2/repositories/alice/notes/groups",
+        headers=headers,
+        json={"group_id": 1001, "permission": "read"},
+    )
     assert user_repo.status_code == 400

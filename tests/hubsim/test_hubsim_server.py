@@ -18,9 +18,11 @@ from sink.hubsim import Simulator, start_process
 from sink.hubsim.seed import default_seed_text
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {"users": [{"username": "solo", "password": "solo-password-1"}],
-        "orgs": [{"name": "tiny", "members": {"solo": "owner"}}],
-        "repositories": [{"namespace": "tiny", "name": "one", "is_private": True}]}
+TINY = {
+    "users": [{"username": "solo", "password": "solo-password-1"}],
+    "orgs": [{"name": "tiny", "members": {"solo": "owner"}}],
+    "repositories": [{"namespace": "tiny", "name": "one", "is_private": True}],
+}
 
 
 def test_sample_seed_is_the_default_seed() -> None:
@@ -32,8 +34,9 @@ def test_simulator_serves_until_stopped() -> None:
     try:
         with httpx.Client(base_url=sim.url) as c:
             token = exchange(c, "solo", "solo-password-1")
-            listed = c.get("/v2/namespaces/tiny/repositories",
-                           headers={"Authorization": f"Bearer {token}"}).json()
+            listed = c.get(
+                "/v2/namespaces/tiny/repositories", headers={"Authorization": f"Bearer {token}"}
+            ).json()
             assert [r["name"] for r in listed["results"]] == ["one"]
     finally:
         sim.stop()
@@ -44,8 +47,11 @@ def test_simulator_serves_until_stopped() -> None:
 def test_state_dump_is_a_seed(sim: Simulator, client: httpx.Client) -> None:
     headers = {"Authorization": f"Bearer {exchange(client, 'alice', PASSWORDS['alice'])}"}
     client.post("/v2/orgs/acme/groups", headers=headers, json={"name": "dumped"})
-    client.post("/v2/namespaces/acme/repositories", headers=headers,
-                json={"name": "dumped", "namespace": "acme"})
+    client.post(
+        "/v2/namespaces/acme/repositories",
+        headers=headers,
+        json={"name": "dumped", "namespace": "acme"},
+    )
     dump = sim.state()
     with Simulator(dump) as copy:
         assert copy.state() == dump
@@ -53,10 +59,15 @@ def test_state_dump_is_a_seed(sim: Simulator, client: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "seed",
-    [{"users": "nobody"}, {"orgs": [{"name": "x1", "members": {"ghost": "owner"}}]},
-     {"users": [{"username": "a1", "password": "p"}], "orgs": [{"name": "o1",
-                                                              "members": {"a1": "member"}}]},
-     {"repositories": [{"namespace": "nobody", "name": "r1"}]}],
+    [
+        {"users": "nobody"},
+        {"orgs": [{"name": "x1", "members": {"ghost": "owner"}}]},
+        {
+            "users": [{"username": "a1", "password": "p"}],
+            "orgs": [{"name": "o1", "members": {"a1": "member"}}],
+        },
+        {"repositories": [{"namespace": "nobody", "name": "r1"}]},
+    ],
 )
 def test_bad_seed_is_a_config_error(seed: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
@@ -75,8 +86,10 @@ def test_seed_file_formats(tmp_path: Path) -> None:
 
 
 def test_start_process_runs_in_a_child() -> None:
-    with start_process(TINY, faults={"rules": [{"path": "/v2/auth/token", "error_rate": 1,
-                                                 "error_statuses": [503]}]}) as child:
+    with start_process(
+        TINY,
+        faults={"rules": [{"path": "/v2/auth/token", "error_rate": 1, "error_statuses": [503]}]},
+    ) as child:
         assert child.pid != 0
         body = {"identifier": "solo", "secret": "solo-password-1"}
         assert httpx.post(child.url + "/v2/auth/token", json=body).status_code == 503
@@ -90,22 +103,33 @@ def test_start_process_runs_in_a_child() -> None:
 
 
 def test_module_cli_help() -> None:
-    result = subprocess.run([sys.executable, "-m", "sink.hubsim", "--help"], capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "sink.hubsim", "--help"], capture_output=True, text=True, check=True
+    )
     for option in ("--host", "--port", "--seed", "--latency-ms", "--faults", "--jwt-ttl"):
         assert option in result.stdout
 
 
 def test_module_cli_serves_and_stops_on_sigterm() -> None:
-    command = [sys.executable, "-m", "sink.hubsim", "--port", "0", "--seed",
-               str(ROOT / "samples" / "hubsim-seed.yaml"), "--faults", '{"latency_ms": 1}']
+    command = [
+        sys.executable,
+        "-m",
+        "sink.hubsim",
+        "--port",
+        "0",
+        "--seed",
+        str(ROOT / "samples" / "hubsim-seed.yaml"),
+        "--faults",
+        '{"latency_ms": 1}',
+    ]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         assert process.stdout is not None
         line = process.stdout.readline().strip()
         assert line.startswith("Docker Hub simulator listening on http://127.0.0.1:")
         url = line.rsplit(" ", 1)[1]
-        response = httpx.post(url + "/v2/auth/token",
-                              json={"identifier": "alice", "secret": PASSWORDS["alice"]})
+        response = httpx.post(
+            url + "/v2/auth/token", json={"identifier": "alice", "secret": PASSWORDS["alice"]}
+        )
         assert response.status_code == 200
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
@@ -114,8 +138,12 @@ def test_module_cli_serves_and_stops_on_sigterm() -> None:
 def test_module_cli_reports_a_bad_seed(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("users: 3\n", "utf-8")
-    result = subprocess.run([sys.executable, "-m", "sink.hubsim", "--seed", str(bad)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "sink.hubsim", "--seed", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "invalid simulator seed" in result.stderr
 
