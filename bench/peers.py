@@ -16,7 +16,12 @@ organization access token. Workloads, one after the other:
    duplicated and lost are counted from the simulator's state;
 5. ``quota``: the credential limited to Q creates a minute for S seconds; the share of the quota
    used and the 429s received (drt is given the quota as its documented ``rate_limit``);
-6. ``render``: a dry run / render only of R records to /dev/null where the tool has one.
+6. ``render``: a dry run / render only of R records to /dev/null where the tool has one;
+7. ``bare``: as 4, the simulator sending no ``X-RateLimit-*`` header at all (a server that does
+   not say its quota): 429s without quota information;
+8. ``window``: 1,000 records under a fixed window of 600 creates a minute per token, run to the
+   end: the time to finish (the optimum is about a minute: 600 at once, wait for the reset, 400
+   more) and the 429s.
 
 For each: wall time, requests/s (from the simulator's log), records delivered per second, CPU
 seconds and peak memory of the tool's process tree (``wait4`` in a small launcher process, so
@@ -434,10 +439,12 @@ class Row:
     runs: dict[str, Run] = field(default_factory=dict)
 
 
-def fault_rules() -> dict[str, Any]:
-    """5% of creates answered 503, 2% (one in fifty) 429 with ``Retry-After: 1``."""
+def fault_rules(quota_headers: bool = True) -> dict[str, Any]:
+    """5% of creates answered 503, 2% (one in fifty) 429 with ``Retry-After: 1``; without
+    ``quota_headers``, no answer says the quota."""
     return {
         "latency_ms": LATENCY_MS,
+        "quota_headers": quota_headers,
         "rules": [
             {
                 "method": "POST",
@@ -448,6 +455,7 @@ def fault_rules() -> dict[str, Any]:
                 "burst_every": 50,
                 "burst_length": 1,
                 "retry_after": 1,
+                "quota_headers": quota_headers,
             }
         ],
     }
@@ -462,6 +470,22 @@ def quota_rules(per_minute: int) -> dict[str, Any]:
     }
 
 
+WINDOW_RECORDS = 1_000
+WINDOW_QUOTA = 600
+
+
+def window_note(hub: Any) -> str:
+    """When the last create of the window row went out, against the optimum: the second
+    window opens 60 s after the whole second of the first create (the simulator's windows),
+    and the last 400 go out at once then."""
+    log = [r for r in hub.requests() if r["method"] == "POST" and "/repositories" in r["path"]]
+    if not log:
+        return ""
+    first, last = min(r["time"] for r in log), max(r["time"] for r in log)
+    opens = math.floor(first) + 60 - first
+    return f"last create at +{last - first:.1f} s; the second window opened at +{opens:.1f} s"
+
+
 def run_rows(args: argparse.Namespace, missing: dict[str, str]) -> list[Row]:
     from sink.hubsim import start_process
 
@@ -472,6 +496,8 @@ def run_rows(args: argparse.Namespace, missing: dict[str, str]) -> list[Row]:
     rows: list[Row] = []
     only = set(args.only.split(",")) if args.only else None
     tools = [t for t in TOOLS if t not in missing]
+    if args.tools:
+        tools = [t for t in tools if t in args.tools.split(",")]
 
     def wanted(key: str) -> bool:
         return only is None or key in only
@@ -542,6 +568,49 @@ def run_rows(args: argparse.Namespace, missing: dict[str, str]) -> list[Row]:
                         hub, tool, big, records, same, work("faults", tool), faults=fault_rules()
                     ),
                 )
+            rows.append(row)
+        if wanted("bare"):
+            row = Row(
+                "bare",
+                f"{records:,} creates at concurrency {same}, 5% answered 503 and 2% 429 + "
+                "Retry-After, no X-RateLimit-* headers",
+            )
+            print(row.title, flush=True)
+            for tool in tools:
+                row.runs[tool] = note(
+                    tool,
+                    measure(
+                        hub,
+                        tool,
+                        big,
+                        records,
+                        same,
+                        work("bare", tool),
+                        faults=fault_rules(quota_headers=False),
+                    ),
+                )
+            rows.append(row)
+        if wanted("window"):
+            count = WINDOW_RECORDS
+            row = Row(
+                "window",
+                f"{count:,} creates under a fixed window of {WINDOW_QUOTA} a minute per token, "
+                f"concurrency {same}, run to the end",
+            )
+            print(row.title, flush=True)
+            source = parquet(count)
+            for tool in tools:
+                run = measure(
+                    hub,
+                    tool,
+                    source,
+                    count,
+                    same,
+                    work("window", tool),
+                    faults=quota_rules(WINDOW_QUOTA),
+                )
+                run.note = window_note(hub)
+                row.runs[tool] = note(tool, run)
             rows.append(row)
         if wanted("quota"):
             per_minute, seconds = args.quota, args.quota_seconds
@@ -697,7 +766,10 @@ def main() -> None:
     parser.add_argument("--quota", type=int, default=1_200, help="creates per minute")
     parser.add_argument("--quota-seconds", type=float, default=60.0)
     parser.add_argument("--render-records", type=int, default=1_000_000)
-    parser.add_argument("--only", default="", help="rows to run: best,same,csv,faults,quota,render")
+    parser.add_argument(
+        "--only", default="", help="rows to run: best,same,csv,faults,bare,window,quota,render"
+    )
+    parser.add_argument("--tools", default="", help="tools to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="a small run for a smoke check")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--child-dry-run", action="store_true", help=argparse.SUPPRESS)

@@ -4,8 +4,13 @@
    prints requests/s beside the limit concurrency / latency (1,280/s), and CPU per request.
 2. Quota: the simulator limits the credential to Q requests per minute; prints the share of the
    quota sink used and the 429s it received.
+3. Bare faults: as 1, with 5% of creates answered 503 and 2% 429 + Retry-After, and no
+   X-RateLimit-* header on any answer (a server that does not say its quota); records/s, lost.
+4. Window: W records under a fixed window of 600 creates a minute, run to the end; the time to
+   finish against the optimum (600 at once, wait for the reset, the rest) and the 429s.
 
 Usage: python bench/send.py [--records 20000] [--quota 1200] [--quota-seconds 75]
+       [--skip-quota] [--skip-bare] [--window-records 1000] [--skip-window]
 Prints figures; asserts nothing.
 """
 
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import resource
 import tempfile
 import time
@@ -108,6 +114,58 @@ def quota(folder: Path, per_minute: int, seconds: float) -> None:
     print(f"  sink waited {summary.stats.rate_limit_wait if summary.stats else 0:.1f} s on pacing")
 
 
+def bare(folder: Path, records: int, concurrency: int, latency_ms: float) -> None:
+    rule = {
+        "method": "POST",
+        "path": "/v2/namespaces/*/repositories",
+        "latency_ms": latency_ms,
+        "error_rate": 0.05,
+        "error_statuses": [503],
+        "burst_every": 50,
+        "burst_length": 1,
+        "retry_after": 1,
+        "quota_headers": False,
+    }
+    faults = {"latency_ms": latency_ms, "quota_headers": False, "rules": [rule]}
+    with start_process(faults=faults) as hub:
+        config = destination(folder, records, "bare", concurrency=concurrency)
+        summary, wall, _ = send(hub.url, config)
+        created = sum(1 for r in hub.state()["repositories"] if r["name"].startswith("bare-"))
+    print(f"bare faults: {records:,} creates, 5% 503 + 2% 429, no X-RateLimit-* headers")
+    print(f"  records/s {created / wall:,.0f}  wall {wall:.1f} s  lost {records - created:,}")
+    limited = summary.stats.rate_limited if summary.stats else 0
+    waited = summary.stats.rate_limit_wait if summary.stats else 0.0
+    print(f"  429s {limited:,}, shared holds {waited:.1f} s")
+
+
+def window(folder: Path, records: int, concurrency: int, latency_ms: float) -> None:
+    per_minute = 600
+    rule = {
+        "method": "POST",
+        "path": "/v2/namespaces/*/repositories",
+        "latency_ms": latency_ms,
+        "rate_limit": per_minute,
+    }
+    with start_process(faults={"latency_ms": latency_ms, "rules": [rule]}) as hub:
+        config = destination(folder, records, "window", concurrency=concurrency)
+        summary, wall, _ = send(hub.url, config)
+        log = [r for r in hub.requests() if r["method"] == "POST" and "repositories" in r["path"]]
+    first, last = min(r["time"] for r in log), max(r["time"] for r in log)
+    limited = sum(1 for r in log if r["status"] == 429)
+    windows = math.ceil(records / per_minute) - 1
+    # The simulator's windows start on the whole second of the first request.
+    opens = math.floor(first) + 60 * windows - first
+    finish = last - first + latency_ms / 1000
+    optimum = opens + latency_ms / 1000
+    print(f"window: {records:,} creates, fixed window of {per_minute} a minute, run to the end")
+    print(
+        f"  finished {finish:.1f} s after the first create (wall {wall:.1f} s); optimum "
+        f"{optimum:.1f} s (window {windows + 1} opened at +{opens:.1f} s): "
+        f"{finish / optimum - 1:+.1%} (target within 5%)"
+    )
+    print(f"  429s {limited} (target 0), ok {summary.counts.ok:,}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=20_000)
@@ -116,11 +174,20 @@ def main() -> None:
     parser.add_argument("--quota", type=int, default=1200, help="requests per minute")
     parser.add_argument("--quota-seconds", type=float, default=75.0)
     parser.add_argument("--skip-quota", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-bare", action="store_true")
+    parser.add_argument("--window-records", type=int, default=1_000)
+    parser.add_argument("--skip-window", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        throughput(Path(folder), args.records, args.concurrency, args.latency_ms)
+        if not args.skip_throughput:
+            throughput(Path(folder), args.records, args.concurrency, args.latency_ms)
         if not args.skip_quota:
             quota(Path(folder), args.quota, args.quota_seconds)
+        if not args.skip_bare:
+            bare(Path(folder), args.records, args.concurrency, args.latency_ms)
+        if not args.skip_window:
+            window(Path(folder), args.window_records, args.concurrency, args.latency_ms)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"client peak memory {peak:.0f} MB")
 

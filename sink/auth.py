@@ -80,6 +80,7 @@ class HubAuth(httpx.Auth):
         self.identifier = identifier
         self._secret = secret
         self.token_url = token_url
+        self._origin = _origin_of(httpx.URL(token_url))
         self.refresh_margin = refresh_margin
         self._clock = clock
         self.redactor = redactor if redactor is not None else Redactor()
@@ -192,7 +193,7 @@ class HubAuth(httpx.Auth):
     def _check_origin(self, request: httpx.Request) -> None:
         """Refuse to sign a request to anywhere but the token exchange's origin: the bearer
         is as good as the credential, and it goes to Docker Hub only."""
-        if _origin_of(request.url) != _origin_of(httpx.URL(self.token_url)):
+        if _origin_of(request.url) != self._origin:
             where = f"{request.url.scheme}://{request.url.netloc.decode('ascii', 'replace')}"
             raise StopRun(
                 f"refusing to send the Docker Hub credential to {where}: it goes only to the "

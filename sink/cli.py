@@ -1,56 +1,113 @@
-"""The thin command line: parse, call the library, map errors to exit codes.
+"""The thin command line: parse, call the library, map errors to exit codes (:class:`ExitCode`).
 
-Exit codes: 0 all ok; 1 some records rejected or invalid; 2 stopped (bad config, input or
-credentials); 130/143 interrupted by SIGINT/SIGTERM.
+Start-up is kept short: this module imports only what the parser needs, and each command
+imports the modules it uses when it runs, so that ``sink --help`` does not load pydantic, the
+template registry or Docker's spec (``tests/test_cli.py`` pins that).
 """
 
 from __future__ import annotations
 
 import argparse
+import enum
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from sink import __version__
-from sink.cli_read import add_commands as add_read_commands
 from sink.errors import SinkError, StopRun
 
 if TYPE_CHECKING:
     from sink.destination import Destination
 
-EXIT_OK = 0
-EXIT_REJECTED = 1
-EXIT_STOPPED = 2
 
-Handler = Callable[[argparse.Namespace], int]
+class ExitCode(enum.IntEnum):
+    """What every ``sink`` command exits with."""
+
+    OK = 0
+    """Everything went as asked."""
+    REJECTED = 1
+    """Some records were rejected, invalid or failed, a secret was lost, or a check failed."""
+    STOPPED = 2
+    """Stopped: bad config, input or credentials (nothing further could succeed)."""
+    INTERRUPTED_SIGINT = 128 + signal.SIGINT
+    """Interrupted by SIGINT (Ctrl-C): 130."""
+    INTERRUPTED_SIGTERM = 128 + signal.SIGTERM
+    """Interrupted by SIGTERM: 143."""
+
+    @classmethod
+    def interrupted(cls, signum: int) -> ExitCode:
+        """The code of a run interrupted by signal ``signum`` (SIGINT or SIGTERM): 128 + it."""
+        return cls(128 + signum)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+Handler = Callable[[argparse.Namespace], ExitCode]
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An argument parser that may add its arguments only when it is used.
+
+    ``arguments``, when given, is called with the parser the first time it parses or formats
+    its help: a command whose options come from a module slow to import (``export``'s lists,
+    the connection kinds) then imports it when that command runs, not for every ``sink``.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._arguments = arguments
+
+    def _add_arguments(self) -> None:
+        arguments, self._arguments = self._arguments, None
+        if arguments is not None:
+            arguments(self)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Add the arguments (once), then parse as argparse does."""
+        self._add_arguments()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        """Add the arguments (once), then format as argparse does."""
+        self._add_arguments()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        """Add the arguments (once), then format as argparse does."""
+        self._add_arguments()
+        return super().format_help()
+
+
+def main(argv: Sequence[str] | None = None) -> ExitCode:
     """Run the ``sink`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
-        return EXIT_STOPPED
+        return ExitCode.STOPPED
     try:
         return handler(args)
     except StopRun as exc:
         print(f"sink: stopped: {exc}", file=sys.stderr)
-        return EXIT_STOPPED
+        return ExitCode.STOPPED
     except SinkError as exc:
         print(f"sink: {exc}", file=sys.stderr)
-        return EXIT_STOPPED
+        return ExitCode.STOPPED
     except BrokenPipeError:
-        return EXIT_OK
+        return ExitCode.OK
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="sink",
         description=(
             "Stream records (CSV, TSV, JSON Lines, Parquet or stdin) into correct, safe calls to "
@@ -189,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="uvicorn's HTTP implementation (auto: httptools when installed)",
     )
     hubsim.set_defaults(handler=cmd_hubsim)
+    from sink.cli_read import add_commands as add_read_commands  # it imports ExitCode from here
+
     add_read_commands(commands)
     return parser
 
@@ -209,7 +268,7 @@ def _input_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_templates(args: argparse.Namespace) -> int:
+def cmd_templates(args: argparse.Namespace) -> ExitCode:
     """``sink templates [list|show ID]``."""
     from sink import describe
     from sink.templates import load_registry
@@ -223,15 +282,15 @@ def cmd_templates(args: argparse.Namespace) -> int:
             _print_json(describe.template_info(template))
         else:
             describe.print_template(template)
-        return EXIT_OK
+        return ExitCode.OK
     if args.json:
         _print_json([describe.template_summary(t) for t in registry])
     else:
         describe.print_templates(registry)
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def cmd_preview(args: argparse.Namespace) -> int:
+def cmd_preview(args: argparse.Namespace) -> ExitCode:
     """``sink preview CONFIG``."""
     from sink import describe
     from sink.destination import open_destination
@@ -251,10 +310,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
     )
     out.flush()
     describe.print_preview_report(destination, report, shown=limit)
-    return EXIT_REJECTED if report.rejected_count else EXIT_OK
+    return ExitCode.REJECTED if report.rejected_count else ExitCode.OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> ExitCode:
     """``sink run CONFIG``."""
     if args.dry_run:
         args.n, args.all, args.format = 5, False, "json"
@@ -283,15 +342,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = run(destination, credentials, options)
     describe.print_run_summary(destination, summary)
     if summary.interrupted is not None:
-        return 128 + summary.interrupted
+        return ExitCode.interrupted(summary.interrupted)
     if summary.stopped is not None:
-        return EXIT_STOPPED
+        return ExitCode.STOPPED
     counts = summary.counts
     trouble = counts.rejected or counts.failed or counts.skipped or counts.secrets_lost
-    return EXIT_REJECTED if trouble else EXIT_OK
+    return ExitCode.REJECTED if trouble else ExitCode.OK
 
 
-def cmd_test(args: argparse.Namespace) -> int:
+def cmd_test(args: argparse.Namespace) -> ExitCode:
     """``sink test CONFIG``."""
     import asyncio
 
@@ -315,10 +374,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     )
     result = asyncio.run(send_one_async(destination, credentials, request, records))
     describe.print_test_result(result)
-    return EXIT_OK if result.outcome.status.value == "ok" else EXIT_REJECTED
+    return ExitCode.OK if result.outcome.status.value == "ok" else ExitCode.REJECTED
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace) -> ExitCode:
     """``sink status CONFIG``."""
     from sink import describe
     from sink.destination import open_destination
@@ -329,7 +388,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     path = output_paths(destination).ledger
     if not path.exists():
         print(f"{args.config}: no ledger yet ({path}): nothing has been sent")
-        return EXIT_OK
+        return ExitCode.OK
     with Ledger(path) as ledger:
         counts = ledger.counts()
         attention = list(ledger.attention(limit=50))
@@ -338,10 +397,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_json({"ledger": str(path), "counts": counts, "attention": rows})
     else:
         describe.print_status(path, counts, attention)
-    return EXIT_OK if not attention else EXIT_REJECTED
+    return ExitCode.OK if not attention else ExitCode.REJECTED
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def cmd_validate(args: argparse.Namespace) -> ExitCode:
     """``sink validate CONFIG``."""
     from sink.destination import open_destination
     from sink.validate import check
@@ -353,13 +412,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if found:
-        return EXIT_STOPPED
+        return ExitCode.STOPPED
     template = destination.template_id
     print(f"{args.config}: ok ({template}, requests go to {destination.base_url})")
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def cmd_hubsim(args: argparse.Namespace) -> int:
+def cmd_hubsim(args: argparse.Namespace) -> ExitCode:
     """``sink hubsim``."""
     from sink.hubsim import serve
 
@@ -373,7 +432,7 @@ def cmd_hubsim(args: argparse.Namespace) -> int:
         http=args.http,
         control=not args.no_control,
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _input_of(args: argparse.Namespace, destination: Destination) -> str | Path:
@@ -386,6 +445,8 @@ def _input_of(args: argparse.Namespace, destination: Destination) -> str | Path:
 
 
 def _print_json(value: Any) -> None:
+    import orjson
+
     sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
     sys.stdout.flush()
 

@@ -13,30 +13,28 @@ import getpass
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import orjson
-
-from sink.connections import (
-    KINDS,
-    Connection,
-    ConnectionKind,
-    ConnectionStore,
-    check_kind,
-    edited_connection,
-    field_label,
-    field_problem,
-    identifier_label,
-    new_connection,
-    secret_label,
-)
+from sink.cli import ExitCode
 from sink.errors import ConfigError, StopRun
 from sink.origin import DEFAULT_BASE_URL
 
-EXIT_OK = 0
-EXIT_FAILED = 1
+if TYPE_CHECKING:
+    from sink.connections import Connection, ConnectionKind, ConnectionStore
 
-Handler = Callable[[argparse.Namespace], int]
+# The store (``sink.connections``: cryptography, the credentials, the config models) and the
+# export's client are imported by the functions that use them, so that ``sink --help`` and
+# the other commands do not load them; the parsers of ``connection`` and ``export`` get their
+# arguments (which list the store's kinds and the export's choices) only when they run.
+
+Handler = Callable[[argparse.Namespace], ExitCode]
+
+
+def _store() -> ConnectionStore:
+    """The connection store."""
+    from sink.connections import ConnectionStore
+
+    return ConnectionStore()
 
 
 @dataclass
@@ -94,6 +92,8 @@ def _ask_valid(
     attempts: int = 5,
 ) -> str | None:
     """Ask until the value is valid; ``keep``: Enter keeps the stored value (returns None)."""
+    from sink.connections import field_label, field_problem
+
     label = field_label(kind, which)
     for _ in range(attempts):
         if keep is not None:
@@ -142,6 +142,8 @@ def add_connection(
     verify: Callable[[Connection], int] | None,
 ) -> tuple[Connection, int | None]:
     """``sink connection add``: the stored connection and its repository count (if verified)."""
+    from sink.connections import KINDS, check_kind, new_connection
+
     if args.kind is None and args.org is not None:
         args.kind = "organization"
     if args.kind is None and prompter.interactive:
@@ -177,6 +179,8 @@ def edit_connection(
     verify: Callable[[Connection], int] | None,
 ) -> tuple[Connection, int | None]:
     """``sink connection edit NAME``: fields left empty keep their stored values."""
+    from sink.connections import Connection, check_kind, edited_connection
+
     info = store.info(args.name)
     secret = _read_secret(args, prompter)
     try:
@@ -223,6 +227,8 @@ def _verifier(args: argparse.Namespace) -> Callable[[Connection], int] | None:
 
 
 def _describe(connection: Connection, count: int | None) -> str:
+    from sink.connections import identifier_label
+
     where = f"{connection.kind}, {identifier_label(connection.kind)} {connection.identifier}, "
     where += connection.base_url
     checked = (
@@ -233,22 +239,24 @@ def _describe(connection: Connection, count: int | None) -> str:
     return f"({where}{checked})"
 
 
-def cmd_connection_add(args: argparse.Namespace) -> int:
+def cmd_connection_add(args: argparse.Namespace) -> ExitCode:
     """``sink connection add``."""
-    connection, count = add_connection(args, Prompter(), ConnectionStore(), _verifier(args))
+    connection, count = add_connection(args, Prompter(), _store(), _verifier(args))
     print(f"Connection {connection.name!r} added {_describe(connection, count)}.")
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def cmd_connection_edit(args: argparse.Namespace) -> int:
+def cmd_connection_edit(args: argparse.Namespace) -> ExitCode:
     """``sink connection edit NAME``."""
-    connection, count = edit_connection(args, Prompter(), ConnectionStore(), _verifier(args))
+    connection, count = edit_connection(args, Prompter(), _store(), _verifier(args))
     print(f"Connection {connection.name!r} saved {_describe(connection, count)}.")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def show_lines(connection: Connection, created: str = "", updated: str = "") -> list[str]:
     """What ``connection show`` prints: the token as bullets plus its last 4 characters."""
+    from sink.connections import identifier_label, secret_label
+
     rows = [
         ("Instance Name", connection.name),
         ("Kind", connection.kind),
@@ -262,9 +270,9 @@ def show_lines(connection: Connection, created: str = "", updated: str = "") -> 
     return [f"{label + ':':<{width}} {value}" for label, value in rows if value]
 
 
-def cmd_connection_show(args: argparse.Namespace) -> int:
+def cmd_connection_show(args: argparse.Namespace) -> ExitCode:
     """``sink connection show NAME``."""
-    store = ConnectionStore()
+    store = _store()
     info = store.info(args.name)
     connection = store.get(args.name)
     if args.json:
@@ -281,12 +289,12 @@ def cmd_connection_show(args: argparse.Namespace) -> int:
         )
     else:
         print("\n".join(show_lines(connection, info.created_at, info.updated_at)))
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def cmd_connection_list(args: argparse.Namespace) -> int:
+def cmd_connection_list(args: argparse.Namespace) -> ExitCode:
     """``sink connection list``."""
-    infos = ConnectionStore().entries()
+    infos = _store().entries()
     if args.json:
         _print_json(
             [
@@ -294,10 +302,10 @@ def cmd_connection_list(args: argparse.Namespace) -> int:
                 for i in infos
             ]
         )
-        return EXIT_OK
+        return ExitCode.OK
     if not infos:
         print("No stored connections; add one with `sink connection add`.")
-        return EXIT_OK
+        return ExitCode.OK
     rows = [("NAME", "KIND", "USERNAME / ORGANIZATION", "BASE URL")]
     rows += [(i.name, i.kind, i.identifier, i.base_url) for i in infos]
     widths = [max(len(row[c]) for row in rows) for c in range(3)]
@@ -307,21 +315,21 @@ def cmd_connection_list(args: argparse.Namespace) -> int:
             + "  "
             + row[3]
         )
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def cmd_connection_remove(args: argparse.Namespace) -> int:
+def cmd_connection_remove(args: argparse.Namespace) -> ExitCode:
     """``sink connection remove NAME``."""
-    ConnectionStore().remove(args.name)
+    _store().remove(args.name)
     print(f"Connection {args.name!r} removed.")
-    return EXIT_OK
+    return ExitCode.OK
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace) -> ExitCode:
     """``sink check NAME``: exit 1 when any check fails."""
     from sink.checks import all_passed, format_results, run_checks
 
-    connection = ConnectionStore().get(args.name)
+    connection = _store().get(args.name)
     results = run_checks(connection.credentials(args.base_url))
     passed = all_passed(results)
     if args.json:
@@ -339,7 +347,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"{connection.identifier}, {args.base_url or connection.base_url})"
         )
         print(format_results(results))
-    return EXIT_OK if passed else EXIT_FAILED
+    return ExitCode.OK if passed else ExitCode.REJECTED
 
 
 def _export_target(args: argparse.Namespace) -> tuple[str | None, str | None]:
@@ -361,7 +369,7 @@ def _export_target(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 
 def _export_connection(args: argparse.Namespace) -> Connection:
-    store = ConnectionStore()
+    store = _store()
     if args.connection:
         return store.get(args.connection)
     names = store.names()
@@ -371,7 +379,7 @@ def _export_connection(args: argparse.Namespace) -> Connection:
     raise ConfigError(f"which connection? give --connection NAME (stored: {listed})")
 
 
-def cmd_export(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace) -> ExitCode:
     """``sink export WHAT``."""
     import asyncio
 
@@ -408,10 +416,12 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"{', '.join(sorted(writer.dropped))} (JSON Lines keeps every field)",
             file=sys.stderr,
         )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _print_json(value: Any) -> None:
+    import orjson
+
     sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
     sys.stdout.flush()
 
@@ -420,6 +430,8 @@ def _print_json(value: Any) -> None:
 
 
 def _connection_fields(parser: argparse.ArgumentParser, *, editing: bool) -> None:
+    from sink.connections import KINDS
+
     keep = " (empty: keep the stored one)" if editing else ""
     parser.add_argument(
         "--kind",
@@ -455,7 +467,12 @@ def _connection_fields(parser: argparse.ArgumentParser, *, editing: bool) -> Non
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register ``connection``, ``check`` and ``export`` on ``sink``'s subcommands."""
+    """Register ``connection``, ``check`` and ``export`` on ``sink``'s subcommands.
+
+    ``commands`` makes :class:`~sink.cli.CommandParser` parsers: the options of ``connection add``,
+    ``connection edit`` and ``export`` come from the store's and the export's modules, so they
+    are added (and those modules imported) only when one of these commands is parsed.
+    """
     connection = commands.add_parser(
         "connection",
         help="store Docker Hub connections (secrets encrypted at rest)",
@@ -481,8 +498,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         "asked on the terminal (the secret without echo). The "
         "connection is verified by listing its namespace's "
         "repositories.",
+        arguments=lambda parser: _connection_fields(parser, editing=False),
     )
-    _connection_fields(add, editing=False)
     add.set_defaults(handler=cmd_connection_add)
 
     edit = actions.add_parser(
@@ -491,9 +508,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         description="Change a stored connection. A field left empty keeps "
         "its stored value, so a connection can be renamed "
         "without entering its token again.",
+        arguments=_edit_arguments,
     )
-    edit.add_argument("name", help="the connection's instance name")
-    _connection_fields(edit, editing=True)
     edit.set_defaults(handler=cmd_connection_edit)
 
     show = actions.add_parser("show", help="show a connection (the token masked)")
@@ -520,20 +536,26 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     check.add_argument("--base-url", help="check against this Docker Hub instead (a simulator)")
     check.set_defaults(handler=cmd_check)
 
-    _export_parser(commands)
-
-
-def _export_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from sink.export import EXPORTS, FORMATS, MEMBER_TYPES, ORDERINGS, ROLES
-
-    listed = "; ".join(f"{name}: {text}" for name, (_, text) in EXPORTS.items())
     export = commands.add_parser(
         "export",
         help="export Hub's data (repositories, members, audit log, ...) as records",
-        description=(
-            "Stream Docker Hub's own data as records: JSON Lines to standard output by default, "
-            f"or --to FILE.csv|.jsonl|.parquet. WHAT: {listed}."
-        ),
+        arguments=_export_arguments,
+    )
+    export.set_defaults(handler=cmd_export)
+
+
+def _edit_arguments(edit: argparse.ArgumentParser) -> None:
+    edit.add_argument("name", help="the connection's instance name")
+    _connection_fields(edit, editing=True)
+
+
+def _export_arguments(export: argparse.ArgumentParser) -> None:
+    from sink.export import EXPORTS, FORMATS, MEMBER_TYPES, ORDERINGS, ROLES
+
+    listed = "; ".join(f"{name}: {text}" for name, (_, text) in EXPORTS.items())
+    export.description = (
+        "Stream Docker Hub's own data as records: JSON Lines to standard output by default, "
+        f"or --to FILE.csv|.jsonl|.parquet. WHAT: {listed}."
     )
     export.add_argument("what", choices=list(EXPORTS), metavar="WHAT")
     export.add_argument("--connection", "-c", help="stored connection (default: the only one)")
@@ -586,4 +608,3 @@ def _export_parser(commands: argparse._SubParsersAction) -> None:  # type: ignor
     export.add_argument("--until", metavar="DATE", help="audit-log: up to this date (inclusive)")
     export.add_argument("--action", help="audit-log: action, e.g. repo.push, team.member.add")
     export.add_argument("--actor", help="audit-log: who acted")
-    export.set_defaults(handler=cmd_export)

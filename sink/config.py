@@ -38,8 +38,8 @@ from pydantic import (
 
 from sink import yamltext
 from sink.errors import ConfigError
+from sink.model import Batching
 from sink.origin import DEFAULT_BASE_URL, base_url_problem, normalise
-from sink.render import Batching
 from sink.values import parse_headers
 
 

@@ -7,25 +7,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import orjson
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from sink import schema
 from sink.errors import SinkError
-from sink.model import Record
-from sink.origin import DEFAULT_BASE_URL
-from sink.redact import Redactor
-from sink.render import for_template
-from sink.resolve import PREVIEW_ID
-from sink.templates import EndpointTemplate, Registry
 
 if TYPE_CHECKING:
     from sink.destination import Destination
     from sink.ledger import Entry
     from sink.preview import PreviewReport
     from sink.run import RunSummary, TestResult
+    from sink.templates import EndpointTemplate, Registry
+
+# Docker's spec (``schema``), the renderer and the redactor are imported by the functions that
+# use them: ``sink templates`` lists the registry without loading the spec.
 
 CREDENTIAL_NAMES = {
     "pat": "personal access token",
@@ -71,6 +67,8 @@ def field_table(template: EndpointTemplate) -> list[dict[str, Any]]:
 
 
 def _required_body_fields(template: EndpointTemplate) -> list[str]:
+    from sink import schema
+
     try:
         operation = schema.find_operation(template.operation)
     except SinkError:
@@ -81,7 +79,10 @@ def _required_body_fields(template: EndpointTemplate) -> list[str]:
 
 def example_request(template: EndpointTemplate) -> bytes | None:
     """The template's example record rendered as an HTTP message, or None if it cannot be."""
+    from sink.model import Record
+    from sink.origin import DEFAULT_BASE_URL
     from sink.preview import format_http
+    from sink.render import for_template
 
     try:
         renderer = for_template(template, template.example_settings, DEFAULT_BASE_URL)
@@ -161,6 +162,8 @@ def print_preview_report(
     destination: Destination, report: PreviewReport, *, shown: int | None
 ) -> None:
     """The summary after a preview: invalid records, counts, destructive warning (stderr)."""
+    from sink.resolve import PREVIEW_ID
+
     console = _console(stderr=True)
     for rejected in report.rejected:
         where = f"record {rejected.index + 1}"
@@ -253,7 +256,10 @@ def print_run_summary(destination: Destination, summary: RunSummary) -> None:
 
 def print_test_result(result: TestResult) -> None:
     """The request sent (redacted) and the response (secrets redacted)."""
+    import orjson
+
     from sink.preview import format_http
+    from sink.redact import Redactor
 
     console = _console()
     console.print("Request:", style="bold")

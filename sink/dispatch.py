@@ -7,8 +7,10 @@
 - 5xx answers, dropped connections and timeouts are retried with full-jitter exponential
   backoff, up to ``max_attempts`` sends and ``max_elapsed`` seconds;
 - a 429 waits until its ``Retry-After`` ends, at least a second (``Retry-After: 0`` or less
-  included): every worker waits when the quota looks spent, only the throttled request when
-  the 429 is isolated and Hub's reported quota is plentiful (see :mod:`sink.pacing`). 429s do
+  included): only the throttled request waits, unless 429s are dense (a quarter of the recent
+  answers) or the quota Hub reported is nearly spent, when every worker waits; a 429 or a 503
+  that does not say the quota lowers the number of requests in flight when such answers are
+  dense (see :mod:`sink.pacing`). 429s do
   not use up ``max_attempts``; they have their own limit, ``max_throttled`` per request, and
   the time limit applies. A wait longer than ``max_elapsed`` (``retry.max_seconds``) or
   :data:`sink.pacing.MAX_WAIT` is not waited: the record fails, or for the token exchange
@@ -64,12 +66,12 @@ from sink.errors import (
     Unreachable,
     WaitTooLong,
 )
-from sink.model import NON_IDEMPOTENT, Outcome, Request, Status
-from sink.outputs import VaultEntry
+from sink.model import NON_IDEMPOTENT, Outcome, Request, Status, VaultEntry
 from sink.pacing import (
     MIN_THROTTLE_WAIT,
     Pacer,
     backoff_delay,
+    parse_quota,
     retry_after,
     too_long,
     wait_limit,
@@ -201,6 +203,8 @@ class Dispatcher:
         self.on_event = on_event
         self.secret_fields = dict(secret_fields or {})
         self.idempotent_templates = frozenset(idempotent_templates)
+        if pacer is not None and pacer.on_wait is None:
+            pacer.on_wait = self._quota_wait
         self.pacer = pacer or Pacer(
             rate,
             follow_quota=follow_quota,
@@ -380,7 +384,9 @@ class Dispatcher:
             status = response.status_code
             throttled = status == 429
             pacer.complete(
-                response.headers if status < 500 and not throttled else None, throttled=throttled
+                response.headers if status < 500 and not throttled else None,
+                throttled=throttled,
+                overloaded=_overloaded(status, response.headers),
             )
             if 200 <= status < 300:
                 return self._ok(state, response)
@@ -748,6 +754,15 @@ class Dispatcher:
             await asyncio.gather(*workers, return_exceptions=True)
         if failures:
             raise failures[0]
+
+
+def _overloaded(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether an answer says "slow down" without saying the quota: a 503, or a 429 without
+    ``X-RateLimit-*`` (a limit other than the credential's quota, or a server that does not
+    report one)."""
+    if status == 503:
+        return True
+    return status == 429 and parse_quota(headers) is None
 
 
 def _failed_request(exc: httpx.TransportError) -> httpx.Request | None:

@@ -68,12 +68,8 @@ class RenderError(RejectRecord):
     """A template could not be rendered for this record (missing value, unsafe value)."""
 
 
-class ValidationError(RejectRecord):
+class SchemaViolation(RejectRecord):
     """A rendered body does not satisfy the operation's request schema."""
-
-
-class PolicyViolation(RejectRecord):
-    """The request falls outside the destination's access policy; it is never sent."""
 
 
 class RetryLater(SinkError):

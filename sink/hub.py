@@ -29,7 +29,15 @@ import orjson
 from sink.classify import OAT_NOT_ALLOWED, PAT_NOT_ALLOWED, hub_message, parse_body
 from sink.errors import CredentialsError, NeedsOrgToken, RejectRecord, RetryLater, StopRun
 from sink.model import Request
-from sink.pacing import backoff_delay, parse_retry_after
+from sink.pacing import (
+    MIN_THROTTLE_WAIT,
+    Pacer,
+    backoff_delay,
+    parse_quota,
+    retry_after,
+    too_long,
+    wait_limit,
+)
 from sink.templates import Lookup
 
 LIST_KEYS = ("results", "data", "logs")
@@ -91,6 +99,8 @@ class HubReader:
     ``max_waits`` bounds the 429 answers waited out per request; ``max_retries`` the sends
     again after a 5xx or a transport failure (with full-jitter backoff from ``backoff``
     seconds). ``requests`` counts the HTTP requests made (429s and retries included).
+    ``pacer`` is the credential's :class:`~sink.pacing.Pacer`, shared with its writes (a run
+    passes the dispatcher's); by default one of the reader's own.
     """
 
     def __init__(
@@ -100,8 +110,10 @@ class HubReader:
         max_waits: int = 5,
         max_retries: int = 2,
         backoff: float = 0.5,
+        pacer: Pacer | None = None,
     ) -> None:
         self.client = client
+        self.pacer = pacer or Pacer()
         self.max_waits = max_waits
         self.max_retries = max_retries
         self.backoff = backoff
@@ -115,28 +127,45 @@ class HubReader:
         self, url: str, *, params: Mapping[str, Any] | None = None, method: str = "GET"
     ) -> httpx.Response:
         """One request, waiting out 429s (at most ``max_waits`` times) and sending again after
-        a 5xx or a dropped connection (at most ``max_retries`` times)."""
+        a 5xx or a dropped connection (at most ``max_retries`` times). Every send takes a slot
+        of the pacer, and a 429 is waited as the dispatcher waits one: at least a second, never
+        longer than the pacer's limit, ended at once by :meth:`~sink.pacing.Pacer.stop`."""
+        pacer = self.pacer
         waits = failures = 0
         while True:
+            await pacer.wait()
             self.requests += 1
             try:
                 response = await self.client.request(method, url, params=params)
-            except httpx.TransportError:
-                if failures >= self.max_retries:
+            except BaseException as exc:
+                pacer.complete(None)
+                if not isinstance(exc, httpx.TransportError) or failures >= self.max_retries:
                     raise
                 failures += 1
-                await asyncio.sleep(self._backoff(failures))
+                await pacer.pause(self._backoff(failures))
                 continue
-            if response.status_code == 429:
+            status = response.status_code
+            throttled = status == 429
+            bare = status == 503 or (throttled and parse_quota(response.headers) is None)
+            pacer.complete(
+                response.headers if status < 500 and not throttled else None,
+                throttled=throttled,
+                overloaded=bare,
+            )
+            if throttled:
                 if waits >= self.max_waits:
                     raise RetryLater(f"still rate limited after {self.max_waits} waits: {url}")
                 waits += 1
-                delay = parse_retry_after(response.headers, time.time())
-                await asyncio.sleep(min(delay if delay is not None else 1.0, 60.0))
+                asked = retry_after(response.headers, time.time())
+                if asked is not None and asked[0] > wait_limit(pacer.max_wait):
+                    raise RetryLater(too_long(asked[0], asked[1], f"on {url}", pacer.max_wait))
+                delay = max(MIN_THROTTLE_WAIT, asked[0] if asked is not None else 0.0)
+                if not pacer.throttled(delay):
+                    await pacer.pause(delay)  # only this read waits
                 continue
-            if response.status_code in _RETRIED_STATUSES and failures < self.max_retries:
+            if status in _RETRIED_STATUSES and failures < self.max_retries:
                 failures += 1
-                await asyncio.sleep(self._backoff(failures))
+                await pacer.pause(self._backoff(failures))
                 continue
             return response
 

@@ -40,13 +40,14 @@ from pathlib import Path
 from typing import Final
 
 from sink.errors import ConfigError, RunInProgress
+from sink.model import LedgerState
 from sink.outputs import narrow_if_present, open_private
 
-SENT: Final = "sent"
-DONE: Final = "done"
-REJECTED: Final = "rejected"
-FAILED: Final = "failed"
-STATES: Final = (SENT, DONE, REJECTED, FAILED)
+SENT: Final = LedgerState.SENT
+DONE: Final = LedgerState.DONE
+REJECTED: Final = LedgerState.REJECTED
+FAILED: Final = LedgerState.FAILED
+STATES: Final = tuple(LedgerState)
 SECRET_LOST: Final = "secret not captured"  # noqa: S105 - a note's start, not a secret
 """How the note of a ``done`` record whose created secret never reached the vault begins."""
 
@@ -211,7 +212,7 @@ class Ledger:
         """How many records are in each state."""
         self._write_settled()
         rows = self._db.execute("SELECT state, count(*) FROM records GROUP BY state")
-        counts = dict.fromkeys(STATES, 0)
+        counts = {state.value: 0 for state in LedgerState}
         counts.update(rows)
         return counts
 
@@ -322,7 +323,7 @@ class NullLedger(Ledger):
 
     def counts(self) -> dict[str, int]:
         """Nothing in any state."""
-        return dict.fromkeys(STATES, 0)
+        return {state.value: 0 for state in LedgerState}
 
     def attention(self, limit: int = 50) -> Iterator[Entry]:
         """Nothing needs attention."""

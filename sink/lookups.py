@@ -17,7 +17,6 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from sink.errors import RejectRecord
-from sink.hub import MAX_PAGE_SIZE
 from sink.values import encode_segment
 
 if TYPE_CHECKING:
@@ -34,6 +33,8 @@ class TeamIds:
         self._lock = asyncio.Lock()
 
     async def _load(self) -> dict[str, int]:
+        from sink.hub import MAX_PAGE_SIZE  # here: a preview imports this module, not httpx
+
         async with self._lock:
             if self._ids is None:
                 ids: dict[str, int] = {}
@@ -76,6 +77,8 @@ class Membership:
         self._lock = asyncio.Lock()
 
     async def _load(self) -> set[str]:
+        from sink.hub import MAX_PAGE_SIZE
+
         async with self._lock:
             if self._members is None:
                 members: set[str] = set()

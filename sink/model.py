@@ -1,12 +1,18 @@
-"""Plain values passed between the stages: records, requests and outcomes."""
+"""Plain values passed between the stages: records, requests, outcomes, how records are
+batched, and a created secret on its way to the vault."""
 
 from __future__ import annotations
 
 import enum
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 JSONObject = dict[str, Any]
+
+REDACTED = "***"
+"""What a secret is replaced with wherever it is not the vault."""
 
 
 NON_IDEMPOTENT = frozenset({"POST", "PATCH"})
@@ -55,6 +61,19 @@ class Status(enum.StrEnum):
     """Created on Hub, but its secret never reached the vault: revoke it and create it again."""
 
 
+class LedgerState(enum.StrEnum):
+    """Where a record stands in the ledger (``sink/ledger.py``)."""
+
+    SENT = "sent"
+    """Marked before its request left; no answer recorded yet (in doubt after a kill)."""
+    DONE = "done"
+    """Its effect is on Hub (sent now, found in place, or already absent for a delete)."""
+    REJECTED = "rejected"
+    """Refused (by sink or by Hub); fix it and run again."""
+    FAILED = "failed"
+    """Gave up on it; looked up, then sent again by the next run."""
+
+
 @dataclass(slots=True)
 class Outcome:
     """The result of one request for the records it carried (secrets already removed)."""
@@ -81,3 +100,74 @@ class Rejected:
     field: str | None = None
     status: int | None = None
     raw: str | None = None
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How records share requests: one each, inside a JSON property, or built by user code."""
+
+    mode: Literal["per_record", "json_property", "code"] = "per_record"
+    size: int = 1
+    property: str | None = None
+    extra: Mapping[str, Any] | None = None
+    function: str | None = None
+
+
+class VaultEntry:
+    """The secrets of one created token, on their way to the vault.
+
+    Deliberately not a dataclass: JSON encoders (orjson serialises dataclasses) refuse it, and
+    its repr hides the secret values, so it cannot leak into the responses stream or a log.
+    """
+
+    __slots__ = ("keys", "label", "secrets", "template", "token_id")
+
+    def __init__(
+        self,
+        keys: tuple[str, ...],
+        template: str,
+        token_id: str | None,
+        label: str | None,
+        secrets: Mapping[str, Any],
+    ) -> None:
+        self.keys = keys
+        self.template = template
+        self.token_id = token_id
+        self.label = label
+        self.secrets = dict(secrets)
+
+    @classmethod
+    def from_body(
+        cls, keys: tuple[str, ...], template: str, body: Any, secrets: Mapping[str, Any]
+    ) -> VaultEntry:
+        """An entry for a create-token response: the id is ``uuid`` (PAT) or ``id`` (OAT),
+        the label ``token_label`` (PAT) or ``label`` (OAT)."""
+        token_id = label = None
+        if isinstance(body, dict):
+            raw_id = body.get("uuid") or body.get("id")
+            raw_label = body.get("token_label") or body.get("label")
+            token_id = None if raw_id is None else str(raw_id)
+            label = None if raw_label is None else str(raw_label)
+        return cls(keys, template, token_id, label, secrets)
+
+    def __repr__(self) -> str:
+        hidden = ", ".join(f"{name}={REDACTED}" for name in self.secrets)
+        return (
+            f"VaultEntry(keys={self.keys!r}, template={self.template!r}, "
+            f"token_id={self.token_id!r}, label={self.label!r}, {hidden})"
+        )
+
+    def to_line(self, written_at: float) -> dict[str, Any]:
+        """The vault line: the record key(s), template, token id, label and the secrets."""
+        line: dict[str, Any] = {
+            "key": self.keys[0] if len(self.keys) == 1 else list(self.keys),
+            "template": self.template,
+            "token_id": self.token_id,
+            "label": self.label,
+        }
+        for name, value in self.secrets.items():
+            if name in line:
+                name = f"secret.{name}"
+            line[name] = value
+        line["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(written_at))
+        return line

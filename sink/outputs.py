@@ -43,9 +43,9 @@ import httpx
 import orjson
 
 from sink.errors import ConfigError, StopRun
-from sink.model import Outcome, Record
+from sink.model import Outcome, Record, VaultEntry
 from sink.origin import is_loopback
-from sink.redact import REDACTED, Redactor, redact
+from sink.redact import Redactor, redact
 
 __all__ = [
     "REJECT_FIELDS",
@@ -53,7 +53,6 @@ __all__ = [
     "RejectsFile",
     "ResponsesFile",
     "Vault",
-    "VaultEntry",
     "WebhookResponses",
     "check_webhook_url",
     "open_private",
@@ -69,66 +68,6 @@ PRIVATE_EXTRA = frozenset({"vault"})
 
 # The attributes a rejects line adds to the record; all start with "_sink_" (left out on replay).
 REJECT_FIELDS = ("_sink_error", "_sink_status", "_sink_index", "_sink_key")
-
-
-class VaultEntry:
-    """The secrets of one created token, on their way to the vault.
-
-    Deliberately not a dataclass: JSON encoders (orjson serialises dataclasses) refuse it, and
-    its repr hides the secret values, so it cannot leak into the responses stream or a log.
-    """
-
-    __slots__ = ("keys", "label", "secrets", "template", "token_id")
-
-    def __init__(
-        self,
-        keys: tuple[str, ...],
-        template: str,
-        token_id: str | None,
-        label: str | None,
-        secrets: Mapping[str, Any],
-    ) -> None:
-        self.keys = keys
-        self.template = template
-        self.token_id = token_id
-        self.label = label
-        self.secrets = dict(secrets)
-
-    @classmethod
-    def from_body(
-        cls, keys: tuple[str, ...], template: str, body: Any, secrets: Mapping[str, Any]
-    ) -> VaultEntry:
-        """An entry for a create-token response: the id is ``uuid`` (PAT) or ``id`` (OAT),
-        the label ``token_label`` (PAT) or ``label`` (OAT)."""
-        token_id = label = None
-        if isinstance(body, dict):
-            raw_id = body.get("uuid") or body.get("id")
-            raw_label = body.get("token_label") or body.get("label")
-            token_id = None if raw_id is None else str(raw_id)
-            label = None if raw_label is None else str(raw_label)
-        return cls(keys, template, token_id, label, secrets)
-
-    def __repr__(self) -> str:
-        hidden = ", ".join(f"{name}={REDACTED}" for name in self.secrets)
-        return (
-            f"VaultEntry(keys={self.keys!r}, template={self.template!r}, "
-            f"token_id={self.token_id!r}, label={self.label!r}, {hidden})"
-        )
-
-    def to_line(self, written_at: float) -> dict[str, Any]:
-        """The vault line: the record key(s), template, token id, label and the secrets."""
-        line: dict[str, Any] = {
-            "key": self.keys[0] if len(self.keys) == 1 else list(self.keys),
-            "template": self.template,
-            "token_id": self.token_id,
-            "label": self.label,
-        }
-        for name, value in self.secrets.items():
-            if name in line:
-                name = f"secret.{name}"
-            line[name] = value
-        line["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(written_at))
-        return line
 
 
 # -- the responses stream ---------------------------------------------------------------------

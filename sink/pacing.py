@@ -6,17 +6,24 @@ every response that is not throttled: ``X-RateLimit-Limit`` (per minute),
 throttled response is a 429 with ``Retry-After`` (seconds, or an HTTP date) or, in older
 revisions, ``X-Retry-After`` (a Unix time).
 
-The functions here are pure arithmetic over explicit clocks. :class:`Pacer` applies them to a
-run: it hands every request a start time (a slot) so that
+The functions here are pure arithmetic over explicit clocks. :class:`Pacer` applies them to
+the requests of one credential (reads and writes alike): it hands every request a start time (a
+slot) so that
 
 - a configured rate (requests per second) is never exceeded;
-- the quota Hub says is left is spread evenly over the time until it resets, so a run uses
-  the quota without running into it (requests in flight count as already spent);
-- after a 429 that looks like the credential's quota running out (the quota Hub reported is
-  low or unknown, or 429s are not isolated: a quarter of the recent answers), nobody sends
-  before the server's ``Retry-After`` ends (a shared "not before"); an isolated 429 while the
-  reported quota is plentiful is another limit than the quota, and only the throttled request
-  waits (:meth:`Pacer.throttled`).
+- the quota Hub says is left is spent as fast as the requests can go, then every request waits
+  for the reset (a burst; requests in flight count as already spent), so no request is sent
+  that the quota refuses: a job smaller than a couple of windows ends a window early, a long
+  one uses every window, as even spacing would;
+- answers that say "slow down" without saying the quota (a 429 without ``X-RateLimit-*``
+  headers, a 503) lower the number of requests in flight when they are a quarter of the
+  recent answers (multiplicative decrease, :data:`ADAPT_DECREASE`), and each answer without
+  one raises it again (additive increase, one request per round), as Vector's adaptive
+  request concurrency does;
+- a 429 delays only its own request, for its own ``Retry-After``
+  (:meth:`Pacer.throttled`), unless 429s are dense (a quarter of the recent answers) or the
+  quota Hub reported is nearly spent: then nobody sends before the ``Retry-After`` ends (a
+  shared "not before").
 
 Until the first rate-limit headers of a window are known, one request goes alone (a probe) and
 the others wait for its answer, so a small quota is not blown by the first burst.
@@ -43,16 +50,21 @@ from sink.errors import Interrupted, WaitTooLong
 # the spec says epoch, some servers send a delay). 1e9 s is September 2001.
 _EPOCH_THRESHOLD = 1e9
 
-# How far ahead of the even spread of Hub's quota a run may get (seconds of quota). When the
-# quota is plentiful this means no waiting at all; when it binds, a burst of this many seconds'
-# worth of requests at most, and never more than what is left before the reset.
-QUOTA_TOLERANCE = 1.0
-
 # A 429 is isolated when fewer than THROTTLE_SHARE of the last THROTTLE_WINDOW answers were
 # 429s; a quota is plentiful when at least QUOTA_PLENTY of it (of the limit, if known) is left.
 THROTTLE_WINDOW = 16
 THROTTLE_SHARE = 0.25
 QUOTA_PLENTY = 0.1
+
+# Adaptive concurrency: when "slow down" answers that do not say the quota (a 429 without
+# X-RateLimit-*, a 503) are ADAPT_SHARE of the last ADAPT_WINDOW answers, the requests in
+# flight are cut to ADAPT_DECREASE of their number, at most once per round (the answers to the
+# requests that were in flight then); every other answer adds 1/limit, one request per round.
+# Below a quarter, such answers are taken for noise (a few 503s in a healthy run): cutting on
+# each one would halve a run that a fixed number in flight gets through faster.
+ADAPT_WINDOW = 32
+ADAPT_SHARE = 0.25
+ADAPT_DECREASE = 0.5
 
 # Sent this long after the advertised reset: X-RateLimit-Reset is a whole second and the
 # server's window may end a fraction after it. Costs well under 1% of a one-minute window.
@@ -162,19 +174,6 @@ def parse_quota(headers: Mapping[str, str]) -> tuple[float, float, float | None]
     return max(0.0, remaining), reset, _float(header(headers, "x-ratelimit-limit"))
 
 
-def quota_interval(remaining: float, window: float) -> float:
-    """Seconds between request starts so that ``remaining`` requests last ``window`` seconds.
-
-    ``0.0`` when the window is over (nothing is known about the next one); ``math.inf`` when
-    nothing is left before the window ends.
-    """
-    if window <= 0:
-        return 0.0
-    if remaining < 1:
-        return math.inf
-    return window / remaining
-
-
 def backoff_delay(
     attempt: int, base: float, cap: float, uniform: Callable[[float, float], float]
 ) -> float:
@@ -214,13 +213,14 @@ class Schedule:
 
 
 class Pacer:
-    """Spaces request starts by a fixed rate, by Hub's advertised quota and by 429 holds.
+    """Spaces request starts by a fixed rate, by Hub's advertised quota, by 429 holds and by
+    the number of requests in flight the server seems to bear (one pacer per credential).
 
     Use: ``await pacer.wait()`` before sending, then ``pacer.complete(headers)`` when the
-    answer is known (``None`` for a failure or a 429: no news about the quota);
-    ``pacer.hold(seconds)`` after a 429. ``clock`` is monotonic, ``wall`` is Unix time,
-    ``sleep`` is awaited to wait: all three are injectable so that the arithmetic can be tested
-    without sleeping.
+    answer is known (``None`` for a failure or a 429: no news about the quota; ``overloaded``
+    for a 429 without quota headers or a 503); ``pacer.throttled(seconds)`` after a 429.
+    ``clock`` is monotonic, ``wall`` is Unix time, ``sleep`` is awaited to wait: all three are
+    injectable so that the arithmetic can be tested without sleeping.
 
     ``max_wait`` is the run's ``retry.max_seconds``: a spent quota whose reset is further away
     than :func:`wait_limit` of it raises :class:`~sink.errors.WaitTooLong` instead of waiting.
@@ -266,18 +266,32 @@ class Pacer:
         self.held_seconds = 0.0  # wall time during which every start was held back
         self._held_until = -math.inf
         self._answers: deque[bool] = deque(maxlen=THROTTLE_WINDOW)  # was it a 429, newest last
+        # Adaptive concurrency: the requests allowed in flight (inf: no limit of the pacer's).
+        self.allowed = math.inf
+        self._ceiling = math.inf  # in flight when it was first cut: back to no limit above it
+        self._signals: deque[bool] = deque(maxlen=ADAPT_WINDOW)  # "slow down" answers
+        self._calm = 0  # answers to wait for before the next cut (one cut per round)
+        self._room: asyncio.Event | None = None  # set when a request may start again
 
     # -- what the server says ---------------------------------------------------------------
 
     def _quota_known(self, now: float) -> bool:
         return self.remaining is not None and now < self.reset_at
 
-    def complete(self, headers: Mapping[str, str] | None, *, throttled: bool = False) -> None:
+    def complete(
+        self,
+        headers: Mapping[str, str] | None,
+        *,
+        throttled: bool = False,
+        overloaded: bool = False,
+    ) -> None:
         """A request started by :meth:`wait` is over; ``headers`` are its response's, or
         ``None`` when it tells nothing about the quota (a failure, a 429, a 5xx);
-        ``throttled``: the answer was a 429 (then call :meth:`throttled`)."""
+        ``throttled``: the answer was a 429 (then call :meth:`throttled`); ``overloaded``: it
+        said "slow down" without saying the quota (a 429 without ``X-RateLimit-*``, a 503)."""
         self.in_flight -= 1
         self._answers.append(throttled)
+        self._adapt(overloaded)
         if headers is not None and self.follow_quota:
             quota = parse_quota(headers)
             if quota is not None:
@@ -287,6 +301,29 @@ class Pacer:
                 self.reports_quota = False
         if self._probe_out:
             self._release_probe()
+
+    def _adapt(self, overloaded: bool) -> None:
+        """Additive increase, multiplicative decrease of :attr:`allowed`."""
+        signals = self._signals
+        signals.append(overloaded)
+        if self._calm > 0:
+            self._calm -= 1
+        if overloaded:
+            dense = len(signals) >= ADAPT_WINDOW // 2 and sum(signals) >= ADAPT_SHARE * len(signals)
+            if dense and self._calm == 0:
+                current = min(self.allowed, float(self.in_flight + 1))
+                if math.isinf(self._ceiling):
+                    self._ceiling = current
+                self.allowed = max(1.0, math.floor(current * ADAPT_DECREASE))
+                self._calm = self.in_flight  # the answers of this round do not cut again
+        elif not math.isinf(self.allowed):
+            self.allowed += 1.0 / self.allowed
+            if self.allowed >= self._ceiling:
+                self.allowed = math.inf
+        room = self._room
+        if room is not None and self.in_flight + self._waiting < self.allowed:
+            self._room = None
+            room.set()
 
     def _release_probe(self) -> None:
         self._probe_out = False
@@ -302,32 +339,38 @@ class Pacer:
             return
         # Requests in flight, or about to start in a reserved slot, may not have been counted
         # yet: count them as spent.
-        left = remaining - self.in_flight - self._waiting
+        unseen = self.in_flight + self._waiting
+        left = remaining - unseen
         if self._quota_known(now) and abs(reset_at - self.reset_at) < 1.0:
-            # The same window: answers arrive out of order, so trust the lowest figure.
-            self.remaining = min(self.remaining or 0.0, left)
+            # The same window: answers arrive out of order, so trust the lowest figure; but
+            # with nothing else out, the figure is exact (the lowest one counted as spent the
+            # requests then in flight that Hub had already counted).
+            self.remaining = left if unseen == 0 else min(self.remaining or 0.0, left)
         elif not self._quota_known(now) or reset_at > self.reset_at:
             self.remaining = left
             self.reset_at = reset_at
         self.limit = limit
 
     def throttled(self, seconds: float) -> bool:
-        """A 429 asked to wait ``seconds``. Holds every start for that long and returns True
-        when the credential's quota looks spent; returns False when the 429 is isolated and
-        the quota Hub reported in this window is plentiful: then only the throttled request
-        should wait (the caller sleeps), the others go on."""
+        """A 429 asked to wait ``seconds``. Returns False when only the throttled request
+        should wait (the caller sleeps, the others go on): the 429 is isolated and the quota
+        Hub reported in this window is not nearly spent, or Hub does not say its quota (a
+        429 then is a sign to slow down, see :meth:`complete`, not to stop). Holds every
+        start for ``seconds`` and returns True when 429s are dense (a quarter of the recent
+        answers) or the reported quota is nearly spent."""
         now = self._clock()
         isolated = sum(self._answers) < THROTTLE_SHARE * THROTTLE_WINDOW
-        if isolated and self._quota_plentiful(now):
+        if isolated and not self._quota_short(now):
             return False
         self.hold(seconds)
         return True
 
-    def _quota_plentiful(self, now: float) -> bool:
+    def _quota_short(self, now: float) -> bool:
+        """Whether Hub reported, in this window, a quota that is nearly spent."""
         if not self.follow_quota or not self._quota_known(now) or self.remaining is None:
             return False
         enough = QUOTA_PLENTY * self.limit if self.limit else float(THROTTLE_WINDOW)
-        return self.remaining >= max(1.0, enough)
+        return self.remaining < max(1.0, enough)
 
     def hold(self, seconds: float) -> None:
         """Nobody starts for ``seconds`` (a 429's ``Retry-After``); the quota is re-learnt after."""
@@ -406,11 +449,9 @@ class Pacer:
     # -- taking a slot ----------------------------------------------------------------------
 
     def interval(self, now: float) -> float:
-        """The spacing after a start at ``now``: the fixed rate's, or the quota's if wider."""
-        if self.remaining is None or now >= self.reset_at:
-            return self.min_interval
-        quota = quota_interval(self.remaining, self.reset_at - now)
-        return self.min_interval if math.isinf(quota) else max(self.min_interval, quota)
+        """The spacing after a start at ``now``: the fixed rate's. The quota is not spread
+        out: what is left is spent at once, then :meth:`wait` waits for the reset."""
+        return self.min_interval
 
     async def wait(self) -> None:
         """Wait for this request's slot. Every call must be followed by :meth:`complete`."""
@@ -420,6 +461,12 @@ class Pacer:
             raise Interrupted("the run is stopping")
         try:
             while True:
+                if self.in_flight + self._waiting >= self.allowed:
+                    # Fewer in flight, the server seems to say: wait for an answer.
+                    if self._room is None:
+                        self._room = asyncio.Event()
+                    await self._guarded(self._room.wait())
+                    continue
                 now = clock()
                 if self.follow_quota:
                     if self.remaining is not None and self.remaining < 1 and now < self.reset_at:
@@ -439,10 +486,8 @@ class Pacer:
                             continue
                         self._probe_out = probe = True
                 schedule = self.schedule
-                # A configured rate is kept strictly; the quota's spread may run a little ahead.
-                tolerance = QUOTA_TOLERANCE if self.min_interval == 0.0 else 0.0
-                earliest = max(now, schedule.next - tolerance, schedule.not_before)
-                slot = schedule.reserve(now, self.interval(earliest), tolerance)
+                earliest = max(now, schedule.next, schedule.not_before)
+                slot = schedule.reserve(now, self.interval(earliest))
                 if self.remaining is not None:
                     self.remaining -= 1
                 if slot <= now:

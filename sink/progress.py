@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.live import Live
+
+# rich is imported when a live bar is shown: a run that logs lines (not on a terminal) and
+# every command that only imports this module (through ``sink.run``) do without it.
 
 
 @dataclass
@@ -39,6 +41,10 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.interactive:
+            from rich.console import Console
+            from rich.live import Live
+            from rich.text import Text
+
             console = Console(file=self.stream)
             self._live = Live(Text(""), console=console, auto_refresh=False, transient=True)
             self._live.__enter__()
@@ -68,6 +74,8 @@ class Progress:
             return
         self._last = now
         if self._live is not None:
+            from rich.text import Text
+
             self._live.update(Text(self.line(snapshot)), refresh=True)
         elif force or now - self.started >= self.interval:
             print(self.line(snapshot), file=self.stream, flush=True)

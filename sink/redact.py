@@ -17,7 +17,9 @@ from typing import Any
 
 import orjson
 
-REDACTED = "***"
+from sink.model import REDACTED
+
+__all__ = ["REDACTED", "Redactor", "looks_secret", "redact", "redact_headers", "split_secrets"]
 
 # Docker Hub access tokens and compact JWTs (three base64url parts, the first two JSON objects,
 # so both start with "eyJ"). Anything of this shape is a credential wherever it turns up.

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 from sink import schema
-from sink.errors import ConfigError, RenderError, ValidationError
-from sink.model import Record, Request
+from sink.errors import ConfigError, RenderError, SchemaViolation
+from sink.model import Batching, Record, Request
 from sink.templates import EndpointTemplate, Lookup
 from sink.values import (
     ABSENT,
@@ -52,17 +52,6 @@ class Item:
     headers: tuple[tuple[str, str], ...]
     body: Any
     group: Hashable = None
-
-
-@dataclass(frozen=True)
-class Batching:
-    """How records share requests: one each, inside a JSON property, or built by user code."""
-
-    mode: Literal["per_record", "json_property", "code"] = "per_record"
-    size: int = 1
-    property: str | None = None
-    extra: Mapping[str, Any] | None = None
-    function: str | None = None
 
 
 class ManualPath:
@@ -164,7 +153,7 @@ class Renderer:
         """Render one record; raises :class:`RejectRecord` with its index if it cannot."""
         try:
             return self._item(record)
-        except (RenderError, ValidationError) as exc:
+        except (RenderError, SchemaViolation) as exc:
             if exc.index is None:
                 exc.index = record.index
             raise
@@ -283,7 +272,7 @@ class Renderer:
                 checker = self._checker
                 body = checker(body) if checker is not None else self._check(body, path)
             headers = self._headers(data)
-        except (RenderError, ValidationError) as exc:
+        except (RenderError, SchemaViolation) as exc:
             if exc.index is None:
                 exc.index = record.index
             raise

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sink.model import Outcome, Record, Rejected, Request, Status
-from sink.outputs import RejectsFile, Vault, VaultEntry
+from sink.model import Outcome, Record, Rejected, Request, Status, VaultEntry
+from sink.outputs import RejectsFile, Vault
 from sink.templates import BatchSpec
 
 

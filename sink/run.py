@@ -50,6 +50,7 @@ from sink.outputs import (
     WebhookResponses,
     vault_keys,
 )
+from sink.pacing import Pacer
 from sink.pipeline import records, render_stream
 from sink.progress import Progress, Snapshot
 from sink.resolve import Resolver
@@ -180,7 +181,9 @@ class _Run:
         config = destination.config
         self.destination = destination
         self.options = options
-        self.reader = HubReader(client)
+        # One pacer for the credential, its reads and its writes alike.
+        self.pacer = Pacer(config.rate_limit, max_wait=config.retry.max_seconds)
+        self.reader = HubReader(client, pacer=self.pacer)
         # Requests are marked sent a group at a time, and final states ride on those commits:
         # one commit per group instead of two per request. A kill leaves at most a group more
         # records `sent` than were on the wire; resume looks each of them up.
@@ -254,7 +257,7 @@ class _Run:
         self.dispatcher = Dispatcher(
             client,
             concurrency=config.concurrency,
-            rate=config.rate_limit,
+            pacer=self.pacer,
             max_attempts=config.retry.max_attempts,
             max_elapsed=config.retry.max_seconds,
             max_throttled=config.retry.max_throttled,
@@ -568,7 +571,9 @@ async def _run_locked(
             except StopRun as exc:
                 summary.stopped = str(exc)
             if state.recorder.lost:
-                # Looked up after the run, when every lost token is on Hub's list.
+                # Looked up after the run, when every lost token is on Hub's list (even after
+                # a stop: the pacer the stop ended takes reads again).
+                state.pacer.resume()
                 try:
                     summary.revoke = await write_revoke(
                         destination, state.reader, state.recorder.lost, since=state.started

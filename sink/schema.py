@@ -9,7 +9,7 @@ becomes ``True`` for a boolean, ``"42"`` becomes ``42`` for an integer and
 Choices (where the spec is silent):
 
 - Every problem of a body is reported, not only the first: the message joins them with
-  ``"; "`` and ``ValidationError.field`` names the first field at fault.
+  ``"; "`` and ``SchemaViolation.field`` names the first field at fault.
 - A field the schema does not declare is rejected, unless the schema sets
   ``additionalProperties`` (sending Hub an unknown field is a mistake the user should see). A
   ``type: object`` without ``properties`` takes anything.
@@ -37,11 +37,11 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from sink.errors import ConfigError, ValidationError
+from sink.errors import ConfigError, SchemaViolation
 from sink.spec import corrected_spec, follow_ref, resolve_schema
 
 BodyChecker = Callable[[Any], Any]
-"""``checker(body) -> body coerced to the schema``; raises :class:`ValidationError`."""
+"""``checker(body) -> body coerced to the schema``; raises :class:`SchemaViolation`."""
 
 _Check = Callable[[Any], Any]
 _METHODS = ("get", "put", "post", "patch", "delete", "head", "options", "trace")
@@ -213,7 +213,7 @@ def _operation(spec: dict[str, Any], method: str, path: str, raw: dict[str, Any]
 class FieldInvalid(Exception):
     """A value a compiled checker refused: the problems found, each a (reversed path, rule)
     pair. Callers of :func:`compile_fields` catch it and run the whole-body checker, which turns
-    the problems into a :class:`ValidationError` naming every field."""
+    the problems into a :class:`SchemaViolation` naming every field."""
 
     def __init__(self, problems: list[tuple[list[str | int], str]]) -> None:
         super().__init__()
@@ -235,7 +235,7 @@ def compile_body(operation: str | Operation) -> BodyChecker:
     """Return the (cached) checker of an operation's request body.
 
     ``checker(body)`` returns the body coerced to the schema's types (a new dict where
-    anything changed; the given one is never modified) and raises :class:`ValidationError`
+    anything changed; the given one is never modified) and raises :class:`SchemaViolation`
     naming every field at fault and the rule it breaks. ``None`` stands for "no body".
     """
     op = operation if isinstance(operation, Operation) else find_operation(operation)
@@ -285,7 +285,7 @@ def _body_checker(op: Operation) -> BodyChecker:
         def no_body(body: Any) -> Any:
             if body is None:
                 return None
-            raise ValidationError(f"{name} takes no request body")
+            raise SchemaViolation(f"{name} takes no request body")
 
         return no_body
     root = _compile(op.body_schema)
@@ -293,7 +293,7 @@ def _body_checker(op: Operation) -> BodyChecker:
     def checker(body: Any) -> Any:
         if body is None:
             if required:
-                raise ValidationError(f"{name} needs a request body")
+                raise SchemaViolation(f"{name} needs a request body")
             return None
         try:
             return root(body)
@@ -303,12 +303,12 @@ def _body_checker(op: Operation) -> BodyChecker:
     return checker
 
 
-def _to_error(exc: _Invalid) -> ValidationError:
+def _to_error(exc: _Invalid) -> SchemaViolation:
     parts = [(_field_name(path), rule) for path, rule in exc.problems[:_MAX_PROBLEMS]]
     message = "; ".join(f"{where or 'request body'}: {rule}" for where, rule in parts)
     if len(exc.problems) > _MAX_PROBLEMS:
         message += f"; and {len(exc.problems) - _MAX_PROBLEMS} more problems"
-    return ValidationError(message, field=parts[0][0] or None)
+    return SchemaViolation(message, field=parts[0][0] or None)
 
 
 def _field_name(reversed_path: list[str | int]) -> str:

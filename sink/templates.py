@@ -12,22 +12,22 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterator, Mapping
-from functools import cached_property
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sink import yamltext
 from sink.errors import ConfigError
 from sink.model import NON_IDEMPOTENT
 
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
+
 CredentialKind = Literal["pat", "oat", "password"]
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_PARSER = SandboxedEnvironment()
 
 
 class Lookup(BaseModel):
@@ -213,13 +213,22 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
 
 
+@cache
+def _parser() -> SandboxedEnvironment:
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment()
+
+
 def references(sources: Iterator[str], root: str) -> dict[str, None]:
     """Attribute names read from ``root`` (``record.x`` or ``record['x']``) across expressions."""
+    from jinja2 import nodes  # here, not at the top: `sink templates` lists them without Jinja
+
     found: dict[str, None] = {}
     for source in sources:
         if "{" not in source:
             continue
-        for node in _PARSER.parse(source).find_all((nodes.Getattr, nodes.Getitem)):
+        for node in _parser().parse(source).find_all((nodes.Getattr, nodes.Getitem)):
             target = getattr(node, "node", None)
             if not (isinstance(target, nodes.Name) and target.name == root):
                 continue

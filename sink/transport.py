@@ -10,11 +10,18 @@ proxy is configured (wrapped so the same deadline and size cap hold there).
 
 Every request is bounded: a total deadline (connect + write + read, not the wait for a pool
 slot) on top of httpx's inactivity timeouts, and a cap on the response body, encoded and
-decoded. Responses are parsed strictly, as request-smuggling-aware parsers do: a response with
-both ``Transfer-Encoding`` and ``Content-Length``, conflicting lengths, a transfer coding other
-than ``chunked``, malformed chunks or header lines is refused with
-:class:`httpx.RemoteProtocolError`, and the connection is closed. Header names and values that
-would change the request's framing (CR, LF, NUL) are refused with
+decoded. Responses are parsed by llhttp (Node.js's parser, through ``httptools``) in its strict
+mode, which refuses ``Transfer-Encoding`` with ``Content-Length``, repeated or malformed
+lengths, malformed chunks, bare CR or LF, and control bytes or obs-fold in a head. sink checks
+itself what llhttp lets through or cannot be told: a transfer coding other than ``chunked`` (or
+given twice), a version other than HTTP/1.0 and 1.1, a status under 100 or an unasked 101, TE
+with CL again (so a lenient llhttp could not read it as chunked), the end of a response to HEAD
+(only its head is given to llhttp, which cannot be told there is no body), the end of a body
+delimited by the close (httptools has no call for the end of input), bytes beyond the response,
+and bytes that make no progress (a head or trailer that never ends). A repeat of the same
+``Content-Length``, which llhttp refuses and h11 keeps once, is parsed again without the repeat.
+Anything refused raises :class:`httpx.RemoteProtocolError` and closes the connection. Header
+names and values that would change the request's framing (CR, LF, NUL) are refused with
 :class:`httpx.LocalProtocolError` before anything is sent. An idle connection the server has
 closed is never reused (its socket is polled first, as httpcore does); a reused connection that
 dies before any byte of the answer is retried once, on a fresh one, for GET, HEAD, OPTIONS and
@@ -37,20 +44,22 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
+import httptools
 import httpx
 
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 """The default cap on a response body (16 MiB), before and after content decoding."""
 
-_MAX_HEAD = 64 * 1024  # a response head, a chunk-size line, or a trailer section
-_NO_BODY_STATUS = frozenset({204, 304})
+# Bytes received without the response moving on (a head, a chunk line, a trailer section not
+# ending): llhttp streams them, but httptools holds a header or a trailer whole, so bound them.
+_MAX_HEAD = 64 * 1024
 # Methods that cannot change anything: a reused connection that dies before any answer is
 # retried on a fresh one only for these (a POST may have been processed; the dispatcher decides).
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _OWS = b" \t"
-_NAMES: dict[bytes, bytes] = {}  # response header names seen valid, to their lower case
+_VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
+_DUPLICATE_LENGTH = "Duplicate Content-Length"  # llhttp's reason, also for equal repeats
 
 
 class ResponseTooLarge(httpx.RemoteProtocolError):
@@ -71,6 +80,10 @@ def _too_large(
         "(max_response_bytes); the connection was closed",
         request=request,
     )
+
+
+class _Beyond(Exception):
+    """Raised in a parser callback: bytes follow the end of the response."""
 
 
 class _Reply:
@@ -97,8 +110,26 @@ class _Reply:
         self.encoding = encoding
 
 
+def _without_repeated_lengths(head: bytes) -> bytes:
+    """``head`` without the Content-Length lines that repeat its first one's value (h11 keeps
+    such a repeat once; llhttp refuses it). Different values are left for llhttp to refuse."""
+    first: bytes | None = None
+    kept = []
+    for line in head.split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        if colon and len(name) == 14 and name.lower() == b"content-length":
+            value = value.strip(_OWS)
+            if value == first:
+                continue
+            if first is None:
+                first = value
+        kept.append(line)
+    return b"\r\n".join(kept)
+
+
 class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection; one request at a time. Parses the response as bytes arrive."""
+    """One HTTP/1.1 connection; one request at a time. The response is parsed as bytes arrive,
+    by llhttp (``httptools``), one parser per request; the ``on_*`` methods are its callbacks."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self.loop = loop
@@ -107,7 +138,6 @@ class _Connection(asyncio.Protocol):
         self.fileno = -1
         self.closed = False
         self.idle_since = loop.time()
-        self._buffer = bytearray()
         self._waiter: asyncio.Future[_Reply] | None = None
         self._request: httpx.Request | None = None
         self._head_method = False
@@ -117,20 +147,127 @@ class _Connection(asyncio.Protocol):
         self._last_activity = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self.answered = False  # any byte of a response to the current request
-        self._reset()
+        self._start()
+        self.on_message_begin()
 
-    def _reset(self) -> None:
+    def _start(self) -> None:
+        """State for a new response; the parser's callbacks fill it."""
+        self._parser = httptools.HttpResponseParser(self)
+        self._buffer = bytearray()  # HEAD: bytes not yet given to the parser
+        self._raw: list[bytes] = []  # bytes received until the final head is parsed
+        self._keep_raw = True
+        self._recovering = False
+        self._chunks: list[bytes] = []
+        self._body_size = 0
+        self._trailer_size = 0
+        self._idle = 0  # bytes received without progress
+        self._progress = False
+        self._final = False  # the head of the final (not 1xx) response is parsed
+        self._until_close = False  # the body ends with the connection
+        self._done = False
+        self._beyond = False  # bytes after the response: do not reuse the connection
+        self._problem: Exception | None = None  # raised in a callback, re-raised after
+
+    # the parser's callbacks
+
+    def on_message_begin(self) -> None:
+        if self._done:
+            raise _Beyond
         self._status = 0
         self._reason = b""
         self._version = b"HTTP/1.1"
         self._headers: list[tuple[bytes, bytes]] = []
-        self._mode = ""  # "", "length", "chunked", "close"
-        self._remaining = 0
-        self._chunks: list[bytes] = []
-        self._body_size = 0
-        self._trailer_size = 0
-        self._keep_alive = True
+        self._length = -1
+        self._chunked = False
+        self._close = False
         self._encoding = b""
+        self._headers_done = False
+        self._keep_alive = False
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._headers_done:  # a trailer: checked by llhttp, dropped (as httpx does)
+            self._trailer_size += len(name) + len(value)
+            if self._trailer_size > _MAX_HEAD:
+                raise self._refuse("trailers too large")
+            return
+        value = value.rstrip(_OWS)  # llhttp drops the leading whitespace only
+        size = len(name)
+        if size == 14 or size == 17 or size == 16 or size == 10:
+            lowered = name.lower()
+            if lowered == b"content-length":
+                self._length = int(value)  # digits only: llhttp checked
+            elif lowered == b"transfer-encoding":
+                # llhttp takes any coding list ending in chunked, and reads a response with
+                # another coding to the close: neither is what the server meant for sure.
+                if self._chunked:
+                    raise self._refuse("more than one Transfer-Encoding header")
+                value = value.lower()  # as h11 gives it
+                if value != b"chunked":
+                    raise self._refuse(f"unsupported Transfer-Encoding {value[:40]!r}")
+                self._chunked = True
+            elif lowered == b"connection":
+                # HTTP/1.0's "keep-alive" is not honoured (as h11): the connection closes
+                if b"close" in [token.strip(_OWS) for token in value.lower().split(b",")]:
+                    self._close = True
+            elif lowered == b"content-encoding":
+                coding = value.lower()
+                self._encoding = coding if not self._encoding else self._encoding + b"," + coding
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._headers_done = self._progress = True
+        parser = self._parser
+        status = parser.get_status_code()
+        if status == 101:
+            raise self._refuse("unexpected 101 Switching Protocols (no upgrade was asked)")
+        version = _VERSIONS.get(parser.get_http_version())
+        if version is None or status < 100:  # llhttp takes HTTP/0.9 and 2.0, and 000 to 099
+            raise self._refuse("malformed status line")
+        if self._chunked and self._length >= 0:
+            # llhttp refuses this too, unless made lenient: never rely on that alone
+            raise self._refuse(
+                "the response has both Transfer-Encoding and Content-Length (refused: a "
+                "request-smuggling vector)"
+            )
+        self._status = status
+        self._version = version
+        if status < 200:
+            return  # an interim response (100 Continue): llhttp ends it, the real one follows
+        self._final = True
+        self._keep_raw = False
+        self._raw.clear()
+        self._keep_alive = version == b"HTTP/1.1" and not self._close
+        if self._head_method:
+            self._done = True  # llhttp cannot be told: the head only is fed (_feed_head)
+        elif status == 204 or status == 304 or self._chunked:
+            pass  # llhttp knows these have no body, or where it ends
+        elif self._length >= 0:
+            if self._length > self.limit:
+                raise self._keep(_too_large(self.limit, self._request))
+        else:
+            self._until_close = True
+            self._keep_alive = False
+
+    def on_body(self, body: bytes) -> None:
+        self._progress = True
+        self._body_size += len(body)
+        if self._body_size > self.limit:
+            raise self._keep(_too_large(self.limit, self._request))
+        self._chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._final:
+            self._done = True
+
+    def _refuse(self, message: str) -> httpx.RemoteProtocolError:
+        return self._keep(httpx.RemoteProtocolError(message, request=self._request))
+
+    def _keep(self, exc: httpx.RemoteProtocolError) -> httpx.RemoteProtocolError:
+        self._problem = exc  # httptools wraps what a callback raises: this is re-raised
+        return exc
 
     # asyncio.Protocol
 
@@ -147,15 +284,85 @@ class _Connection(asyncio.Protocol):
             return
         self.answered = True
         self._last_activity = self.loop.time()
-        self._buffer += data
+        self._progress = False
         try:
-            reply = self._parse()
-        except httpx.RemoteProtocolError as exc:
-            self._fail(exc)
-            self.close()
-            return
-        if reply is not None:
-            self._finish(reply)
+            self._feed(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if not self._done:
+                problem = self._problem or httpx.RemoteProtocolError(
+                    f"malformed response ({exc})", request=self._request
+                )
+                self._fail(problem)
+                self.close()
+                return
+            self._beyond = True  # the response is whole; what follows is not for us
+        if self._done:
+            self._finish(self._reply())
+        elif self._progress:
+            self._idle = 0
+        else:
+            self._idle += len(data)
+            if self._idle > _MAX_HEAD:
+                self._fail(
+                    httpx.RemoteProtocolError(
+                        "response head, chunk line or trailers too large", request=self._request
+                    )
+                )
+                self.close()
+
+    def _feed(self, data: bytes) -> None:
+        if self._keep_raw:
+            self._raw.append(data)
+        try:
+            if self._recovering:
+                self._recover()
+            elif self._head_method:
+                self._feed_head(data)
+            else:
+                self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            if self._recovering or self._problem is not None or str(exc) != _DUPLICATE_LENGTH:
+                raise
+            self._recovering = True
+            self._recover()
+
+    def _feed_head(self, data: bytes) -> None:
+        """A response to HEAD: its headers describe a body that is not sent, and httptools
+        cannot tell llhttp so (llhttp would wait for it). Give llhttp the head only: up to the
+        first empty line, where it ends for a parser that allows no bare CR or LF."""
+        buffer = self._buffer
+        buffer += data
+        while not self._done:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buffer[: end + 4])
+            del buffer[: end + 4]
+            self._parser.feed_data(head)
+        if buffer:
+            self._beyond = True
+
+    def _recover(self) -> None:
+        """llhttp refused a repeated Content-Length; h11 (so httpx) keeps a repeat of the same
+        value once. Parse all that came again, heads without such repeats, on a new parser."""
+        raw = b"".join(self._raw)
+        self._parser = httptools.HttpResponseParser(self)
+        self._buffer = bytearray()
+        self._progress = False
+        self.on_message_begin()
+        start = 0
+        while not self._final:
+            end = raw.find(b"\r\n\r\n", start)
+            if end < 0:
+                return  # the head is not all here: parsed again with the next bytes
+            self._parser.feed_data(_without_repeated_lengths(raw[start : end + 4]))
+            start = end + 4
+        self._recovering = False
+        rest = raw[start:]
+        if self._head_method:
+            self._beyond = bool(rest)
+        elif rest:
+            self._parser.feed_data(rest)
 
     def eof_received(self) -> bool:
         return False
@@ -166,8 +373,9 @@ class _Connection(asyncio.Protocol):
         if waiter is None or waiter.done():
             return
         request = self._request
-        if self._mode == "close" and exc is None:
-            self._finish(self._reply(bytes(self._buffer), keep_alive=False))
+        if self._until_close and exc is None:
+            # httptools has no call for the end of the input: the body is what came
+            self._finish(self._reply())
         elif not self.answered:
             self._fail(
                 httpx.RemoteProtocolError(
@@ -209,8 +417,7 @@ class _Connection(asyncio.Protocol):
         """Write the request; the future gets the reply. ``timeout`` bounds inactivity,
         ``deadline`` (loop time) the whole exchange."""
         assert self.transport is not None
-        self._reset()
-        self._buffer.clear()
+        self._start()
         self.answered = False
         self._request = request
         self._head_method = request.method == "HEAD"
@@ -257,8 +464,6 @@ class _Connection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         waiter, self._waiter = self._waiter, None
-        if self._buffer:
-            reply.keep_alive = False  # bytes beyond the response: do not reuse
         if not reply.keep_alive:
             self.close()
         if waiter is not None and not waiter.done():
@@ -277,180 +482,18 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    # parsing
-
-    def _error(self, message: str) -> httpx.RemoteProtocolError:
-        return httpx.RemoteProtocolError(message, request=self._request)
-
-    def _reply(self, body: bytes, *, keep_alive: bool) -> _Reply:
+    def _reply(self) -> _Reply:
+        chunks = self._chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return _Reply(
             self._status,
             self._reason,
             self._headers,
             body,
-            keep_alive,
+            self._keep_alive and not self._beyond,
             self._encoding,
             self._version,
         )
-
-    def _parse(self) -> _Reply | None:
-        buffer = self._buffer
-        while not self._mode:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > _MAX_HEAD:
-                    raise self._error("response head too large")
-                return None
-            self._parse_head(bytes(buffer[:end]))
-            del buffer[: end + 4]
-            if 100 <= self._status < 200:
-                self._reset()  # an interim response (100 Continue): the real one follows
-        if self._mode == "length":
-            if len(buffer) < self._remaining:
-                return None
-            body = bytes(buffer[: self._remaining])
-            del buffer[: self._remaining]
-            return self._reply(body, keep_alive=self._keep_alive)
-        if self._mode == "chunked":
-            return self._parse_chunks()
-        if len(buffer) > self.limit:  # "close": the body ends with the connection
-            raise _too_large(self.limit, self._request)
-        return None
-
-    def _parse_head(self, head: bytes) -> None:
-        if b"\x00" in head:
-            raise self._error("NUL in the response head")
-        lines = head.split(b"\r\n")
-        # A bare CR or LF is a line break to some parsers and not to others: refuse it.
-        breaks = len(lines) - 1
-        if head.count(b"\n") != breaks or head.count(b"\r") != breaks:
-            raise self._error("bare CR or LF in the response head")
-        first = lines[0]
-        version = first[:9]
-        if (
-            version not in (b"HTTP/1.1 ", b"HTTP/1.0 ")
-            or not first[9:12].isdigit()
-            or (len(first) > 12 and first[12:13] != b" ")
-        ):
-            raise self._error("malformed status line")
-        self._status = status = int(first[9:12])
-        if status < 100:
-            raise self._error("malformed status line")
-        if status == 101:
-            raise self._error("unexpected 101 Switching Protocols (no upgrade was asked)")
-        self._reason = first[13:]
-        self._version = version[:8]
-        keep_alive = version == b"HTTP/1.1 "
-        close = False
-        length = -1
-        chunked = False
-        encoding = b""
-        headers = self._headers
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            lowered = _NAMES.get(name)
-            if lowered is None or not colon:
-                if not colon or not _TOKEN.fullmatch(name):
-                    # also an obs-fold continuation line, or whitespace before the colon
-                    raise self._error("malformed header line")
-                lowered = name.lower()
-                if len(_NAMES) < 1024:
-                    _NAMES[name] = lowered
-            value = value.strip(_OWS)
-            if lowered == b"content-length":
-                if not value.isdigit() or len(value) > 18:
-                    raise self._error("bad Content-Length")
-                if length >= 0:
-                    if int(value) != length:
-                        raise self._error("conflicting Content-Length headers")
-                    continue  # a repeat of the same length: kept once, as h11 does
-                length = int(value)
-            elif lowered == b"transfer-encoding":
-                if chunked:
-                    raise self._error("more than one Transfer-Encoding header")
-                value = value.lower()
-                if value != b"chunked":
-                    raise self._error(f"unsupported Transfer-Encoding {value[:40]!r}")
-                chunked = True
-            elif lowered == b"connection":
-                # HTTP/1.0's "keep-alive" is not honoured (as h11): the connection closes
-                if b"close" in [token.strip(_OWS) for token in value.lower().split(b",")]:
-                    close = True
-            elif lowered == b"content-encoding":
-                encoding = value.lower() if not encoding else encoding + b"," + value.lower()
-            headers.append((name, value))
-        if chunked and length >= 0:
-            raise self._error(
-                "the response has both Transfer-Encoding and Content-Length (refused: a "
-                "request-smuggling vector)"
-            )
-        self._keep_alive = keep_alive and not close
-        self._encoding = encoding
-        if self._head_method or status in _NO_BODY_STATUS or status < 200:
-            self._mode, self._remaining = "length", 0
-        elif chunked:
-            self._mode, self._remaining = "chunked", -1
-        elif length >= 0:
-            if length > self.limit:
-                raise _too_large(self.limit, self._request)
-            self._mode, self._remaining = "length", length
-        else:
-            self._mode = "close"
-            self._keep_alive = False
-
-    def _parse_chunks(self) -> _Reply | None:
-        buffer = self._buffer
-        while True:
-            if self._remaining == -1:  # at a chunk-size line
-                end = buffer.find(b"\r\n")
-                if end < 0:
-                    if len(buffer) > _MAX_HEAD:
-                        raise self._error("chunk-size line too long")
-                    return None
-                line = bytes(buffer[:end])
-                size_text = line.split(b";", 1)[0]
-                if b";" not in line:
-                    size_text = size_text.rstrip(_OWS)  # as h11: OWS at the end, not before ";"
-                if not _CHUNK_SIZE.fullmatch(size_text) or b"\n" in line or b"\r" in line:
-                    raise self._error("bad chunk size")
-                size = int(size_text, 16)
-                del buffer[: end + 2]
-                if size == 0:
-                    self._remaining = -2
-                else:
-                    self._body_size += size
-                    if self._body_size > self.limit:
-                        raise _too_large(self.limit, self._request)
-                    self._remaining = size
-            if self._remaining == -2:  # trailers, up to an empty line; read and dropped
-                end = buffer.find(b"\r\n")
-                if end < 0:
-                    if self._trailer_size + len(buffer) > _MAX_HEAD:
-                        raise self._error("trailers too large")
-                    return None
-                if end == 0:
-                    del buffer[:2]
-                    return self._reply(b"".join(self._chunks), keep_alive=self._keep_alive)
-                line = bytes(buffer[:end])
-                del buffer[: end + 2]
-                self._trailer_size += end + 2
-                name, colon, _ = line.partition(b":")
-                if (
-                    not colon
-                    or not _TOKEN.fullmatch(name)
-                    or b"\n" in line
-                    or b"\r" in line
-                    or self._trailer_size > _MAX_HEAD
-                ):
-                    raise self._error("malformed trailer line")
-                continue
-            if len(buffer) < self._remaining + 2:
-                return None
-            if buffer[self._remaining : self._remaining + 2] != b"\r\n":
-                raise self._error("chunk data not followed by CRLF")
-            self._chunks.append(bytes(buffer[: self._remaining]))
-            del buffer[: self._remaining + 2]
-            self._remaining = -1
 
 
 def _decoded_within(body: bytes, encoding: bytes, limit: int) -> bool:

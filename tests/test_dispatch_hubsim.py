@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import math
+
 import orjson
 import pytest
 
@@ -97,3 +101,78 @@ async def test_a_wrong_secret_stops_with_credentials_error(hub: Simulator) -> No
     assert "notTheRightSecret" not in str(caught.value)
     assert "'acme'" in str(caught.value)
     assert acme_repositories(hub, "never") == []
+
+
+BARE_429S = {"quota_headers": False, "retry_after": 1}
+
+
+def creates_logged(hub: Simulator) -> list[dict[str, object]]:
+    return [r for r in hub.requests() if r["method"] == "POST" and r["path"] == CREATE]
+
+
+@pytest.mark.anyio
+async def test_isolated_429s_without_quota_headers_delay_only_their_own_records(
+    hub: Simulator,
+) -> None:
+    # One create in ten is a bare 429 (no X-RateLimit-*): a sign to slow down, not to stop.
+    rule = {"method": "POST", "path": CREATE, "burst_every": 10, "burst_length": 1}
+    hub.set_faults({**BARE_429S, "rules": [{**rule, **BARE_429S, "latency_ms": 20}]})
+    events: list[tuple[str, dict[str, object]]] = []
+    outcomes = await send_all(
+        hub,
+        [create(hub, f"calm-{n}") for n in range(60)],
+        on_event=lambda name, data: events.append((name, data)),
+    )
+    assert [o.status for o in outcomes] == [Status.OK] * 60
+    throttled = [data for name, data in events if name == "rate_limited"]
+    assert len(throttled) >= 3 and not any(data["everyone"] for data in throttled)
+    log = creates_logged(hub)
+    first = next(float(r["time"]) for r in log if r["status"] == 429)  # type: ignore[arg-type]
+    # The others went on while the throttled record waited its second...
+    assert [r for r in log if first + 0.05 < r["time"] < first + 0.95 and r["status"] == 201]  # type: ignore[operator]
+    # ...and each throttled record honoured its own Retry-After.
+    retried = [o for o in outcomes if o.attempts > 1]
+    assert len(retried) == len(throttled)
+    assert all(o.duration >= 1.0 for o in retried)
+    assert sorted(acme_repositories(hub, "calm-")) == sorted(f"calm-{n}" for n in range(60))
+
+
+@pytest.mark.anyio
+async def test_dense_429s_without_quota_headers_hold_every_worker(hub: Simulator) -> None:
+    rule = {"method": "POST", "path": CREATE, "burst_every": 2, "burst_length": 1}
+    hub.set_faults({**BARE_429S, "rules": [{**rule, **BARE_429S}]})
+    events: list[tuple[str, dict[str, object]]] = []
+
+    async def quick(seconds: float) -> None:  # the waits are asked; the test need not sit them
+        await asyncio.sleep(min(seconds, 0.01))
+
+    outcomes = await send_all(
+        hub,
+        [create(hub, f"dense-{n}") for n in range(24)],
+        on_event=lambda name, data: events.append((name, data)),
+        sleep=quick,
+    )
+    assert [o.status for o in outcomes] == [Status.OK] * 24
+    throttled = [data for name, data in events if name == "rate_limited"]
+    assert any(data["everyone"] for data in throttled)  # a shared hold once 429s were dense
+    assert not all(data["everyone"] for data in throttled)  # the first ones were isolated
+    assert sorted(acme_repositories(hub, "dense-")) == sorted(f"dense-{n}" for n in range(24))
+
+
+@pytest.mark.anyio
+async def test_a_fixed_window_quota_is_spent_in_full_each_window_and_never_overrun(
+    hub: Simulator,
+) -> None:
+    limit, window = 20, 2
+    hub.set_faults({"rate_limit": limit, "rate_window": window})
+    outcomes = await send_all(hub, [create(hub, f"quota-{n}") for n in range(50)])
+    assert [o.status for o in outcomes] == [Status.OK] * 50
+    log = creates_logged(hub)
+    assert [r["status"] for r in log if r["status"] == 429] == []  # not one refused request
+    times = [float(r["time"]) for r in log]  # type: ignore[arg-type]
+    start = math.floor(times[0])  # the simulator's first window starts on this second
+    per_window = collections.Counter(int((t - start) // window) for t in times)
+    assert sorted(per_window.items()) == [(0, 20), (1, 20), (2, 10)]
+    # The optimum ends just after the second reset (20 at once, wait, 20, wait, 10): the job
+    # ended within a small share of a window of it, not spread over the windows.
+    assert max(times) - (start + 2 * window) < 0.25 * window

@@ -19,12 +19,11 @@ from sink.credentials import Credentials
 from sink.destination import open_destination
 from sink.errors import ConfigError
 from sink.hubsim import Simulator
-from sink.model import Outcome, Record, Status
+from sink.model import Outcome, Record, Status, VaultEntry
 from sink.outputs import (
     RejectsFile,
     ResponsesFile,
     Vault,
-    VaultEntry,
     WebhookResponses,
     response_line,
     vault_keys,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import math
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -12,15 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sink.errors import Interrupted
 from sink.pacing import (
-    QUOTA_TOLERANCE,
+    ADAPT_WINDOW,
     RESET_GUARD,
     Pacer,
     Schedule,
     backoff_delay,
     parse_quota,
     parse_retry_after,
-    quota_interval,
 )
 
 NOW = 1_700_000_000.0  # a fixed Unix time
@@ -121,32 +120,6 @@ def test_parse_quota() -> None:
     assert parse_quota({"X-RateLimit-Remaining": "x", "X-RateLimit-Reset": "5"}) is None
 
 
-@pytest.mark.parametrize(
-    ("remaining", "window", "expected"),
-    [
-        (60, 60.0, 1.0),
-        (120, 60.0, 0.5),
-        (1, 30.0, 30.0),
-        (0, 30.0, math.inf),
-        (0.5, 30.0, math.inf),
-        (10, 0.0, 0.0),
-        (10, -5.0, 0.0),
-    ],
-)
-def test_quota_interval(remaining: float, window: float, expected: float) -> None:
-    assert quota_interval(remaining, window) == expected
-
-
-@given(
-    st.integers(min_value=1, max_value=100_000),
-    st.floats(min_value=0.001, max_value=3600, allow_nan=False),
-)
-def test_quota_interval_spreads_the_quota_exactly_over_the_window(
-    remaining: int, window: float
-) -> None:
-    assert quota_interval(remaining, window) * remaining == pytest.approx(window)
-
-
 def test_backoff_delay_is_full_jitter_under_a_cap() -> None:
     upper = lambda low, high: high  # noqa: E731 - the largest draw
     lower = lambda low, high: low  # noqa: E731
@@ -217,23 +190,42 @@ async def test_pacer_fixed_rate_spaces_starts() -> None:
 
 
 @pytest.mark.anyio
-async def test_pacer_spreads_the_remaining_quota_until_the_reset() -> None:
+async def test_pacer_spends_the_remaining_quota_at_once_then_waits_for_the_reset() -> None:
     clock = FakeClock()
     pacer = make_pacer(clock)
     await pacer.wait()  # the probe
-    pacer.complete(quota_headers(remaining=10, reset_epoch=clock.wall() + 20))
-    starts = []
+    reset = clock.wall() + 20
+    pacer.complete(quota_headers(remaining=10, reset_epoch=reset))
     for _ in range(10):
+        await pacer.wait()  # all ten go now, none spread over the window
+    assert clock.sleeps == [] and pacer.in_flight == 10
+    eleventh = asyncio.create_task(pacer.wait())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    # The quota is spent: the eleventh waits for the reset, not sent into a 429.
+    assert clock.wall() >= reset + RESET_GUARD
+    assert clock.sleeps == [pytest.approx(20 + RESET_GUARD)]
+    eleventh.cancel()
+
+
+@pytest.mark.anyio
+async def test_pacer_trusts_hubs_figure_when_nothing_else_is_out() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock)
+    await pacer.wait()
+    reset = clock.wall() + 60
+    pacer.complete(quota_headers(remaining=20, reset_epoch=reset))
+    for _ in range(4):
         await pacer.wait()
-        starts.append(clock.now)
-        pacer.complete({})
-    # Even spread: the k-th start is never more than the tolerance ahead of 100 + 2k ...
-    for k, start in enumerate(starts):
-        assert start >= 100.0 + 2.0 * k - QUOTA_TOLERANCE - 1e-9
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert gaps[2:] == pytest.approx([2.0] * 7, rel=0.1)
-    # ... and the quota is used up before the reset, not after it.
-    assert starts[-1] <= 100.0 + 20
+    # Hub had counted all four; each answer counts the others still out as spent too...
+    pacer.complete(quota_headers(remaining=16, reset_epoch=reset))
+    assert pacer.remaining == 13
+    pacer.complete(quota_headers(remaining=16, reset_epoch=reset))
+    pacer.complete(quota_headers(remaining=16, reset_epoch=reset))
+    assert pacer.remaining == 13  # the lowest figure
+    # ...the last one, with nothing else out, is exact: what was counted twice is given back.
+    pacer.complete(quota_headers(remaining=16, reset_epoch=reset))
+    assert pacer.remaining == 16
 
 
 @pytest.mark.anyio
@@ -246,7 +238,7 @@ async def test_pacer_counts_requests_in_flight_as_spent() -> None:
     pacer.complete(quota_headers(remaining=10, reset_epoch=clock.wall() + 60))
     # 10 left, 5 of them possibly already taken by the requests in flight.
     assert pacer.remaining == 5
-    assert pacer.interval(clock.now) == pytest.approx(12.0)
+    assert pacer.interval(clock.now) == 0.0  # not spread out
 
 
 @pytest.mark.anyio
@@ -468,3 +460,88 @@ async def test_stop_ends_every_wait_of_the_pacer(waiting_for: str) -> None:
     pacer.schedule.not_before = -math.inf
     pacer._sleep = clock.sleep
     await pacer.wait()  # and a resumed pacer works again
+
+
+def test_a_429_waits_alone_unless_429s_are_dense_or_the_quota_short() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock)
+    for _ in range(THROTTLE_ANSWERS):
+        pacer.in_flight += 1
+        pacer.complete(None)
+    # Hub does not say its quota: an isolated 429 delays only its own request.
+    pacer.in_flight += 1
+    pacer.complete(None, throttled=True, overloaded=True)
+    assert pacer.throttled(5.0) is False
+    assert pacer.schedule.not_before == -math.inf and pacer.held_seconds == 0.0
+    # A quarter of the recent answers are 429s: everyone holds.
+    for _ in range(3):
+        pacer.in_flight += 1
+        pacer.complete(None, throttled=True, overloaded=True)
+    assert pacer.throttled(5.0) is True
+    assert pacer.schedule.not_before == pytest.approx(clock.now + 5.0)
+
+
+def test_an_isolated_429_holds_everyone_when_the_reported_quota_is_nearly_spent() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock)
+    pacer.in_flight += 1
+    pacer.complete(quota_headers(remaining=5, reset_epoch=clock.wall() + 60, limit=100))
+    pacer.in_flight += 1
+    pacer.complete(None, throttled=True)
+    assert pacer.throttled(3.0) is True
+
+
+THROTTLE_ANSWERS = 16
+
+
+@pytest.mark.anyio
+async def test_dense_slow_down_answers_halve_the_requests_in_flight_then_it_grows_back() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock, follow_quota=False)
+    for _ in range(20):
+        await pacer.wait()
+    # A few 503s among many answers are noise: nothing changes.
+    for _ in range(ADAPT_WINDOW - 4):
+        pacer.complete(None)
+        await pacer.wait()
+    for _ in range(2):
+        pacer.complete(None, overloaded=True)
+        await pacer.wait()
+    assert pacer.allowed == math.inf
+    # A quarter of the answers say "slow down": the requests in flight are halved, once.
+    for _ in range(8):
+        pacer.complete(None, overloaded=True)
+    assert pacer.in_flight == 12
+    # Cut at the sixth (8 of the last 32 answers), with 15 out: half of them, rounded down.
+    assert pacer.allowed == 7
+    for _ in range(4):
+        pacer.complete(None, overloaded=True)
+    assert pacer.allowed == 7  # the answers of the same round do not cut again
+    assert pacer.in_flight == 8
+    blocked = asyncio.create_task(pacer.wait())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not blocked.done()  # 8 in flight, 7 allowed
+    for _ in range(3):
+        pacer.complete(None)
+    await asyncio.wait_for(blocked, 1)
+    assert pacer.in_flight == 6
+    # Each good answer adds 1/allowed: about one more request per round, back to no limit.
+    for _ in range(200):
+        pacer.complete(None)
+        await pacer.wait()
+    assert pacer.allowed == math.inf
+
+
+@pytest.mark.anyio
+async def test_stop_ends_a_wait_for_room_in_flight() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock, follow_quota=False)
+    await pacer.wait()
+    pacer.allowed = 1.0
+    waiting = asyncio.create_task(pacer.wait())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    pacer.stop()
+    with pytest.raises(Interrupted):
+        await asyncio.wait_for(waiting, 1)

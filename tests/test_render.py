@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sink.errors import ConfigError, RenderError, ValidationError
+from sink.errors import ConfigError, RenderError, SchemaViolation
 from sink.model import Record
 from sink.render import Batching, for_manual, for_template
 from sink.templates import load_registry
@@ -99,7 +99,7 @@ def test_a_missing_path_setting_is_a_config_error() -> None:
 
 
 def test_invalid_body_names_the_field_and_the_record() -> None:
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(SchemaViolation) as info:
         render_repo({"name": "Bad_Name"})
     assert info.value.field == "name"
     assert info.value.index == 7

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sink.errors import ConfigError, ValidationError
+from sink.errors import ConfigError, SchemaViolation
 from sink.schema import (
     Operation,
     compile_body,
@@ -96,9 +96,9 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
 }
 
 
-def problem(operation: str | Operation, body: Any) -> ValidationError:
+def problem(operation: str | Operation, body: Any) -> SchemaViolation:
     """Run the checker on a body that must fail and return the error."""
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(SchemaViolation) as info:
         compile_body(operation)(body)
     return info.value
 
@@ -425,7 +425,7 @@ def test_missing_body() -> None:
 def test_operation_without_body() -> None:
     check = compile_body("DELETE /v2/access-tokens/{uuid}")
     assert check(None) is None
-    with pytest.raises(ValidationError, match="takes no request body"):
+    with pytest.raises(SchemaViolation, match="takes no request body"):
         check({"x": 1})
 
 
@@ -809,7 +809,7 @@ def test_checker_agrees_with_json_schema(op: Operation, data: st.DataObject) -> 
     exact = jsonschema.Draft202012Validator(strict_json_schema(op.body_schema)).is_valid(body)
     try:
         result = check(body)
-    except ValidationError as error:
+    except SchemaViolation as error:
         assert error.message
         assert not exact, "a body valid under the spec was rejected"
         return

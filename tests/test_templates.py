@@ -17,7 +17,7 @@ import yaml
 
 from sink import schema
 from sink.batching import batches
-from sink.errors import RenderError, ValidationError
+from sink.errors import RenderError, SchemaViolation
 from sink.model import Record
 from sink.render import Batching, for_template
 from sink.spec import corrected_spec, resolve_schema
@@ -636,12 +636,12 @@ def test_a_missing_required_field_rejects_the_record(template_id: str, field: st
     template = template_of(template_id)
     record = dict(template.example)
     del record[field]
-    with pytest.raises((ValidationError, RenderError)):
+    with pytest.raises((SchemaViolation, RenderError)):
         render_example(template, record)
 
 
 def test_a_bulk_invite_without_invitee_is_rejected() -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(SchemaViolation):
         render_example(template_of("bulk-invite"), {"team": "developers"})
 
 
@@ -681,7 +681,7 @@ def test_invalid_values_name_their_field(
     template_id: str, change: dict[str, str], field: str
 ) -> None:
     template = template_of(template_id)
-    with pytest.raises(ValidationError) as caught:
+    with pytest.raises(SchemaViolation) as caught:
         render_example(template, {**template.example, **change})
     assert caught.value.field == field
     assert caught.value.index == 0

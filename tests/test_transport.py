@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import httptools
 import httpx
 import orjson
 import pytest
@@ -32,6 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+import sink.transport as transport_module
 from sink.classify import may_have_arrived
 from sink.transport import DEFAULT_MAX_RESPONSE_BYTES, HubTransport, ResponseTooLarge, make_client
 
@@ -795,6 +797,273 @@ async def test_chunk_extensions_trailers_and_interim_answers_parse_as_httpx_does
     assert got[0][0][4] == b"wikipedia"
     assert got[1][0][4] == b"0123456789"
     assert [connections for _, _, connections in got] == [1, 1, 2, 1, 1, 1, 2]
+
+
+# -- the parser: llhttp (httptools), and what sink checks itself -------------------------------
+
+# The REFUSED cases llhttp (strict, as sink runs it) accepts on its own: sink refuses these itself.
+LLHTTP_ACCEPTS = {
+    "a coding before chunked",
+    "not quite chunked",
+    "chunked twice",
+    "an unknown version",
+}
+
+
+class Events:
+    """A bare httptools callback object: whether a whole response was parsed."""
+
+    def __init__(self) -> None:
+        self.complete = False
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+def test_llhttp_alone_refuses_all_but_the_cases_sink_checks_itself() -> None:
+    accepted = set()
+    for case, data in REFUSED.items():
+        events = Events()
+        try:
+            httptools.HttpResponseParser(events).feed_data(data)
+        except httptools.HttpParserError:
+            continue
+        accepted.add(case)
+    # "not quite chunked" is read to the close by llhttp: no error, and never complete
+    assert accepted == LLHTTP_ACCEPTS
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "case",
+    [
+        "chunked and Content-Length",
+        "Content-Length and chunked",
+        "a coding before chunked",
+        "not quite chunked",
+        "chunked twice",
+    ],
+)
+async def test_framing_is_refused_even_by_a_lenient_llhttp(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # llhttp's leniencies would read Transfer-Encoding beside Content-Length as chunked: sink's
+    # own checks do not depend on llhttp being strict.
+    strict = httptools.HttpResponseParser
+
+    def lenient(protocol: Any) -> Any:
+        parser = strict(protocol)
+        parser.set_dangerous_leniencies(lenient_chunked_length=True, lenient_transfer_encoding=True)
+        return parser
+
+    monkeypatch.setattr(transport_module.httptools, "HttpResponseParser", lenient)
+
+    def answer(number: int, head: bytes, body: bytes) -> bytes:
+        return REFUSED[case] if number == 1 else ok()
+
+    async with RawServer(answer) as server, make_client(server.url, None, timeout=5.0) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get("/v2/x")
+        assert (await client.get("/v2/x")).json() == {"ok": True}
+    assert server.connections == 2
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A: a\x7fb\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n: no name\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/0.9 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 099 Early\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
+    ],
+    ids=["control", "DEL", "bare CR", "no name", "HTTP/0.9", "status 099", "no CRLF", "size OWS"],
+)
+async def test_a_head_or_chunk_line_outside_the_grammar_is_refused(head: bytes) -> None:
+    # Stricter than h11 for control bytes in a value, HTTP/0.9 and a space after a chunk size
+    # (llhttp, as Node.js parses): none is anything Hub or a proxy in front of it sends.
+    def answer(number: int, request: bytes, body: bytes) -> bytes:
+        return head if number == 1 else ok()
+
+    async with RawServer(answer) as server, make_client(server.url, None, timeout=5.0) as client:
+        with pytest.raises(httpx.RemoteProtocolError, match="malformed"):
+            await client.get("/v2/x")
+        assert (await client.get("/v2/x")).json() == {"ok": True}
+    assert server.connections == 2
+
+
+@pytest.mark.anyio
+async def test_a_response_split_anywhere_parses_the_same() -> None:
+    whole = (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+        b"X-Long: " + b"v" * 3000 + b"\r\n\r\n4;ext=1\r\nwiki\r\n5\r\npedia\r\n0\r\n"
+        b"X-Trailer: t\r\n\r\n"
+    )
+    for size in (1, 7, 500):
+        parts: list[Any] = []
+        for n in range(0, len(whole), size):
+            parts += [whole[n : n + size], 0.0]
+        async with (
+            RawServer(lambda n, h, b, parts=parts: streamed(parts) if n == 1 else ok()) as server,
+            make_client(server.url, None, timeout=10.0) as client,
+        ):
+            for _ in range(2):  # the same answer twice, on one connection
+                response = await client.get("/v2/x")
+                assert response.content == b"wikipedia"
+                assert response.headers["x-long"] == "v" * 3000
+                assert "x-trailer" not in response.headers
+        assert server.connections == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("split", [False, True])
+async def test_a_repeated_equal_length_is_kept_once_and_unequal_ones_refused(split: bool) -> None:
+    # llhttp refuses any repeat; h11 (so httpx) keeps an equal one once: sink parses it again
+    def parts(head: bytes, body: bytes) -> list[Any]:
+        whole = head + body
+        return [whole[:40], 0.02, whole[40:60], 0.02, whole[60:]] if split else [whole]
+
+    equal = (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+        b"X-A: 1\r\ncontent-length:  3\r\n\r\n"
+    )
+    async with (
+        RawServer(always(parts(equal, b"abc"))) as server,
+        make_client(server.url, None, timeout=5.0) as client,
+    ):
+        first = await client.get("/v2/x")
+        assert first.content == b"abc"
+        assert first.headers.get_list("content-length") == ["3"]
+        assert first.headers["x-a"] == "1"
+        assert (await client.get("/v2/x")).content == b"abc"
+    assert server.connections == 1
+    unequal = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: 1\r\nContent-Length: 4\r\n\r\n"
+    async with (
+        RawServer(always(parts(unequal, b"abcd"))) as server,
+        make_client(server.url, None, timeout=5.0) as client,
+    ):
+        with pytest.raises(httpx.RemoteProtocolError, match="Duplicate Content-Length"):
+            await client.get("/v2/x")
+
+
+@pytest.mark.anyio
+async def test_a_repeated_length_in_a_head_answer_is_parsed_again_up_to_the_head() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nContent-Length: 9\r\n\r\n"
+    async with (
+        RawServer(always([head[:30], 0.02, head[30:]])) as server,
+        make_client(server.url, None, timeout=5.0) as client,
+    ):
+        response = await client.head("/v2/x")
+        assert response.status_code == 200 and response.content == b""
+        assert response.headers["content-length"] == "9"
+        assert (await client.head("/v2/x")).status_code == 200
+    assert server.connections == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "answer",
+    [
+        ok() + ok(),  # a second, unasked response in the same segment
+        ok() + b"garbage",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello!!",
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0.05, b"late"],
+    ],
+    ids=["two responses", "garbage", "body overrun", "bytes later"],
+)
+async def test_bytes_beyond_the_response_close_the_connection(answer: Any) -> None:
+    def answers(number: int, head: bytes, body: bytes) -> Any:
+        return answer if number == 1 else ok()
+
+    async with RawServer(answers) as server, make_client(server.url, None, timeout=5.0) as client:
+        first = await client.get("/v2/x")
+        assert first.status_code == 200
+        if isinstance(answer, list):
+            await asyncio.sleep(0.2)  # the late bytes arrive while the connection is idle
+        assert (await client.get("/v2/x")).json() == {"ok": True}
+    assert server.connections == 2
+
+
+@pytest.mark.anyio
+async def test_a_head_answer_is_the_head_alone_whatever_its_framing_says() -> None:
+    heads = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n",  # would be read to the close
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+    ]
+    replies = iter(heads)
+    async with (
+        RawServer(lambda number, head, body: next(replies)) as server,
+        make_client(server.url, None, timeout=5.0) as client,
+    ):
+        statuses = [(await client.head("/v2/x")).status_code for _ in heads]
+    assert statuses == [200, 200, 200, 204]
+    assert server.connections == 1
+    # A body sent after a HEAD answer is not taken for the next response.
+    async with (
+        RawServer(lambda n, h, b: ok(b"oops") if n == 1 else ok()) as server,
+        make_client(server.url, None, timeout=5.0) as client,
+    ):
+        assert (await client.head("/v2/x")).content == b""
+        assert (await client.get("/v2/x")).json() == {"ok": True}
+    assert server.connections == 2
+
+
+@pytest.mark.anyio
+async def test_a_close_delimited_body_ends_with_the_close_and_a_short_one_is_an_error() -> None:
+    async with (
+        RawServer(
+            always(
+                [
+                    b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\npart one, ",
+                    0.05,
+                    b"two",
+                    b"CLOSE",
+                ]
+            )
+        ) as server,
+        make_client(server.url, None, timeout=5.0) as client,
+    ):
+        assert (await client.get("/v2/x")).content == b"part one, two"
+        assert (await client.get("/v2/x")).content == b"part one, two"
+    assert server.connections == 2  # never reused: its end was the close
+    async with (
+        RawServer(
+            always([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", b"CLOSE"])
+        ) as server,
+        make_client(server.url, None, timeout=5.0) as client,
+    ):
+        with pytest.raises(httpx.ReadError, match="lost mid-response"):
+            await client.get("/v2/x")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "start",
+    [
+        b"HTTP/1.1 200 OK\r\nX-Endless: ",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-Endless: ",
+    ],
+    ids=["header", "trailer"],
+)
+async def test_a_head_or_trailer_that_never_ends_is_refused_early(start: bytes) -> None:
+    async def endless() -> AsyncIterator[bytes]:
+        yield start
+        for _ in range(10_000):
+            yield b"v" * 4096
+
+    async with (
+        RawServer(lambda n, h, b: endless()) as server,
+        make_client(server.url, None, timeout=10.0) as client,
+    ):
+        with pytest.raises(httpx.RemoteProtocolError, match="too large"):
+            await client.get("/v2/x")
+    assert server.sent < 4 * 1024 * 1024
 
 
 # -- the request as sent ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from sink import yamltext
 from sink.errors import ConfigError
 
 UNLIMITED = 1_000_000  # X-RateLimit-Limit shown when no rate limit is configured
-WINDOW = 60.0  # the rate limit counts requests per credential per minute
+WINDOW = 60.0  # the rate limit counts requests per credential per minute, by default
 
 
 class FaultSpec(pydantic.BaseModel):
@@ -32,6 +32,9 @@ class FaultSpec(pydantic.BaseModel):
     latency_ms: float = pydantic.Field(default=0, ge=0)
     latency_jitter_ms: float = pydantic.Field(default=0, ge=0)
     rate_limit: int | None = pydantic.Field(default=None, ge=1)
+    rate_window: float = pydantic.Field(default=WINDOW, gt=0)
+    quota_headers: bool = True
+    throttle_rate: float = pydantic.Field(default=0, ge=0, le=1)
     burst_every: int = pydantic.Field(default=0, ge=0)
     burst_length: int = pydantic.Field(default=0, ge=0)
     retry_after: int = pydantic.Field(default=1, ge=0)
@@ -121,6 +124,7 @@ class Decision:
     limit: int = UNLIMITED
     remaining: int = UNLIMITED
     reset: int = 0
+    quota_headers: bool = True
     labels: tuple[str, ...] = ()
 
 
@@ -158,18 +162,21 @@ class Faults:
     def decide(self, method: str, path: str, credential: str, now: float) -> Decision:
         """Roll the dice for one request."""
         index, spec = self.spec_for(method, path)
-        decision = Decision(apply_first=spec.apply_first)
+        decision = Decision(apply_first=spec.apply_first, quota_headers=spec.quota_headers)
         labels: list[str] = []
         # rate-limit window per credential (counted even when unlimited, for the headers)
+        # A fixed window, starting on the whole second of the credential's first request (so
+        # that X-RateLimit-Reset, a whole second, is its exact end when the length is too).
+        length = spec.rate_window
         window = self._windows.get((index, credential))
-        if window is None or now >= window[0] + WINDOW:
-            window = [now, 0.0]
+        if window is None or now >= window[0] + length:
+            window = [float(math.floor(now)), 0.0]
             self._windows[(index, credential)] = window
         window[1] += 1
         limit = spec.rate_limit or UNLIMITED
         decision.limit = limit
         decision.remaining = max(0, limit - int(window[1]))
-        decision.reset = math.ceil(window[0] + WINDOW)
+        decision.reset = math.ceil(window[0] + length)
         if not self.active:
             return decision
         rng = self.rng
@@ -178,7 +185,7 @@ class Faults:
             decision.delay = (spec.latency_ms + jitter) / 1000
             labels.append(f"latency:{decision.delay * 1000:.0f}ms")
         if spec.rate_limit is not None and window[1] > spec.rate_limit:
-            decision.throttle = float(max(1, math.ceil(window[0] + WINDOW - now)))
+            decision.throttle = float(max(1, math.ceil(window[0] + length - now)))
             labels.append("rate_limit")
         if spec.burst_every:
             n = self._counts.get(index, 0)
@@ -188,6 +195,9 @@ class Faults:
             ):
                 decision.throttle = float(spec.retry_after)
                 labels.append("burst")
+        if spec.throttle_rate and rng.random() < spec.throttle_rate and decision.throttle is None:
+            decision.throttle = float(spec.retry_after)
+            labels.append("throttle")
         if spec.drop_rate and rng.random() < spec.drop_rate:
             decision.drop = True
         if spec.error_rate and rng.random() < spec.error_rate:

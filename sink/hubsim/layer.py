@@ -114,11 +114,15 @@ class HubLayer:
             client = scope.get("client")
             credential = f"ip:{client[0] if client else '?'}"
         decision = self.faults_ref().decide(method, path, credential, now)
-        extra = [
-            (b"x-ratelimit-limit", str(decision.limit).encode()),
-            (b"x-ratelimit-remaining", str(decision.remaining).encode()),
-            (b"x-ratelimit-reset", str(decision.reset).encode()),
-        ]
+        extra = (
+            [
+                (b"x-ratelimit-limit", str(decision.limit).encode()),
+                (b"x-ratelimit-remaining", str(decision.remaining).encode()),
+                (b"x-ratelimit-reset", str(decision.reset).encode()),
+            ]
+            if decision.quota_headers
+            else []
+        )
         status = await self._serve(scope, receive, send, decision, extra)
         named = scope.get("hubsim.credential") or (
             credential if not credential.startswith("ip:") else "anonymous"
@@ -144,13 +148,8 @@ class HubLayer:
         if decision.delay:
             await asyncio.sleep(decision.delay)
         if decision.throttle is not None:
-            headers = [
-                *extra[:1],
-                (b"x-ratelimit-remaining", b"0"),
-                extra[2],
-                (b"retry-after", str(int(decision.throttle)).encode()),
-                _JSON,
-            ]
+            quota = [extra[0], (b"x-ratelimit-remaining", b"0"), extra[2]] if extra else []
+            headers = [*quota, (b"retry-after", str(int(decision.throttle)).encode()), _JSON]
             await _answer(send, 429, headers, _THROTTLED)
             return 429
         failing = decision.drop or decision.error is not None

@@ -70,6 +70,42 @@ def test_rate_limit_per_credential_per_minute(
     assert sim.requests()[-2]["faults"] == ["rate_limit"]
 
 
+def test_a_short_fixed_window_quota_resets_at_its_advertised_end(
+    sim: Simulator, client: httpx.Client, login: Login
+) -> None:
+    alice = login("alice")
+    sim.set_faults({"rate_limit": 2, "rate_window": 1})
+    answers = [client.get("/v2/namespaces/acme/repositories", headers=alice) for _ in range(3)]
+    statuses = [r.status_code for r in answers]
+    if statuses != [200, 200, 429]:  # the second turned between two requests: once more
+        answers = [client.get("/v2/namespaces/acme/repositories", headers=alice) for _ in range(3)]
+        statuses = [r.status_code for r in answers]
+    assert statuses == [200, 200, 429]
+    reset = int(answers[0].headers["x-ratelimit-reset"])
+    assert answers[2].headers["retry-after"] == "1"
+    assert answers[2].headers["x-ratelimit-reset"] == str(reset)
+    while time.time() < reset:
+        time.sleep(0.02)
+    fresh = client.get("/v2/namespaces/acme/repositories", headers=alice)
+    assert fresh.status_code == 200 and fresh.headers["x-ratelimit-remaining"] == "1"
+    assert int(fresh.headers["x-ratelimit-reset"]) == reset + 1  # windows are whole seconds
+
+
+def test_429s_without_rate_limit_headers(
+    sim: Simulator, client: httpx.Client, login: Login
+) -> None:
+    alice = login("alice")
+    sim.set_faults({"quota_headers": False, "throttle_rate": 0.5, "retry_after": 3, "seed": 4})
+    # A client of its own: the conformance check of `client` wants the headers.
+    with httpx.Client(base_url=sim.url) as bare:
+        answers = [bare.get("/v2/namespaces/acme/repositories", headers=alice) for _ in range(20)]
+    throttled = [r for r in answers if r.status_code == 429]
+    assert 3 <= len(throttled) <= 17 and len(throttled) < len(answers)
+    assert all(r.headers["retry-after"] == "3" for r in throttled)
+    assert not any(k.startswith("x-ratelimit") for r in answers for k in r.headers)
+    assert {tuple(e["faults"]) for e in sim.requests()[-20:]} == {(), ("throttle",)}
+
+
 def test_unlimited_still_sends_consistent_headers(client: httpx.Client, login: Login) -> None:
     headers = login("alice")
     first = client.get("/v2/access-tokens", headers=headers).headers
