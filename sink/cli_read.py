@@ -383,7 +383,7 @@ def cmd_export(args: argparse.Namespace) -> ExitCode:
     """``sink export WHAT``."""
     import asyncio
 
-    from sink.export import ExportOptions, export_async, open_writer
+    from sink.export import ExportOptions, counted, export_async, open_writer
 
     output, until = _export_target(args)
     connection = _export_connection(args)
@@ -409,7 +409,7 @@ def cmd_export(args: argparse.Namespace) -> ExitCode:
     with open_writer(output, args.format) as writer:
         count = asyncio.run(export_async(credentials, args.what, options, writer))
     where = output if output not in (None, "-") else "standard output"
-    print(f"exported {count} {args.what} records to {where}", file=sys.stderr)
+    print(f"exported {counted(args.what, count)} to {where}", file=sys.stderr)
     if writer.dropped:
         print(
             f"warning: fields first seen after the first 1,000 records were left out: "

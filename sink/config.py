@@ -18,6 +18,10 @@ Limits on waiting and on input (see :class:`RetryConfig`):
   (connect, send, answer): a response trickling in byte by byte still ends then;
 - ``max_response_bytes`` (16 MiB): the largest response body read (as sent and once decoded);
   a larger one fails its attempt, and its effect is looked up like any unanswered request's.
+
+Docker Hub accepts two access tokens with the same label; a run refuses (record by record) to
+create a token whose label an active token already has, or that an earlier record of the same
+run has, unless ``allow_duplicate_labels: true`` (default false; see :mod:`sink.labels`).
 """
 
 from __future__ import annotations
@@ -231,6 +235,8 @@ class DestinationConfig(_Strict):
     max_response_bytes: int = Field(default=16 << 20, ge=1024, le=1 << 30)
     """The largest response body read (bytes), as sent and once decoded."""
     allow_destructive: bool = False
+    allow_duplicate_labels: bool = False
+    """Create a token even when a live token already has its label (see :mod:`sink.labels`)."""
     policy: PolicyConfig | None = None
 
     @model_validator(mode="after")
@@ -254,6 +260,8 @@ def load_config(path: str | os.PathLike[str]) -> tuple[DestinationConfig, Path]:
         raise ConfigError(f"{file}: no such config file") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read: {exc}") from exc
+    except yamltext.Refused as exc:
+        raise ConfigError(f"{file}: {exc}") from exc
     except yamltext.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

@@ -36,6 +36,20 @@ def _console(stderr: bool = False) -> Console:
     return Console(file=stream, highlight=False, soft_wrap=True, width=width)
 
 
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``count`` and its noun: ``1 request``, ``2 requests`` (``many`` when not ``one + s``)."""
+    return f"{count:,} {one if count == 1 else (many or one + 's')}"
+
+
+def printable(text: str) -> str:
+    """Text from data (a record key, Hub's message) fit to print with rich: its markup escaped,
+    and every character that is not printable (ESC and the other controls, bidirectional
+    overrides, line separators) written as its escape, so nothing reaches the terminal raw."""
+    if not text.isprintable():
+        text = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    return escape(text)
+
+
 def template_summary(template: EndpointTemplate) -> dict[str, Any]:
     """The short form of a template, as in ``sink templates --json``."""
     return {
@@ -107,14 +121,14 @@ def print_templates(registry: Registry) -> None:
     table.add_column("method")
     table.add_column("path")
     table.add_column("credentials")
-    table.add_column("")
+    table.add_column("destructive")
     for template in registry:
         table.add_row(
             template.id,
             template.method,
             template.path,
             ", ".join(template.credentials),
-            "[red]destructive[/red]" if template.destructive else "",
+            "[red]yes[/red]" if template.destructive else "",
         )
     console = _console()
     console.print(table)
@@ -167,34 +181,67 @@ def print_preview_report(
     console = _console(stderr=True)
     for rejected in report.rejected:
         where = f"record {rejected.index + 1}"
-        console.print(f"[red]invalid[/red] {where}: {escape(rejected.error)}")
+        console.print(f"[red]invalid[/red] {where}: {printable(rejected.error)}")
     if report.rejected_count > len(report.rejected):
         more = report.rejected_count - len(report.rejected)
-        console.print(f"... and {more} more invalid records")
+        console.print(f"... and {plural(more, 'more invalid record')}")
     printed = report.requests if shown is None else min(shown, report.requests)
     console.print(
-        f"{report.records} records: {report.requests} requests ({printed} printed), "
-        f"{report.rejected_count} invalid. Nothing was sent."
+        f"{plural(report.records, 'record')}: {plural(report.requests, 'request')} "
+        f"({printed:,} printed), {report.rejected_count:,} invalid. Nothing was sent."
     )
+    if not (report.records or report.rejected_count):
+        console.print("[bold yellow]Warning:[/bold yellow] the input has no records.")
+    if report.refused:
+        console.print(
+            f"[red]{plural(report.refused, 'record')} would be refused by the run's "
+            "guard[/red] (the policy, the owners team); they are among the invalid above."
+        )
+    for index, why in report.undecided:
+        console.print(
+            f"[yellow]decided at send time[/yellow] record {index + 1}: {printable(why)}",
+            markup=True,
+        )
+    if report.undecided_count > len(report.undecided):
+        more = report.undecided_count - len(report.undecided)
+        console.print(f"... and {plural(more, 'more request')} decided at send time")
     if report.deferred:
         console.print(
-            f"Note: {report.deferred} records name a team whose numeric id the run looks up "
-            f"from Docker Hub; the requests above show it as {PREVIEW_ID}."
+            f"Note: {plural(report.deferred, 'record')} "
+            f"{'names' if report.deferred == 1 else 'name'} a team whose numeric id the run "
+            f"looks up from Docker Hub; the requests above show it as {PREVIEW_ID}."
         )
     if destination.destructive:
         what = destination.template.title if destination.template else "DELETE requests"
         console.print(
-            f"[bold red]Destructive:[/bold red] {report.requests} requests would run "
+            f"[bold red]Destructive:[/bold red] {plural(report.requests, 'request')} would run "
             f"'{what}'. A run needs --yes or allow_destructive: true."
         )
 
 
 def print_run_summary(destination: Destination, summary: RunSummary) -> None:
-    """The table at the end of a run, with where every output is (stderr)."""
+    """The summary at the end of a run, with where every output is (stderr).
+
+    A run that stopped (an error, a signal) says why first, then only the counts that matter:
+    records, ok and those that are not zero. It is printed with SIGINT ignored, so a Ctrl-C
+    meanwhile never cuts it short into a traceback."""
+    from sink.progress import no_interrupts
+
+    with no_interrupts():
+        _print_run_summary(destination, summary)
+
+
+def _print_run_summary(destination: Destination, summary: RunSummary) -> None:
     console = _console(stderr=True)
     counts = summary.counts
     stats = summary.stats
-    table = Table(title=f"sink run {destination.template_id}", title_justify="left")
+    ended = summary.stopped is not None or summary.interrupted is not None
+    if summary.stopped:
+        console.print(f"[bold red]Stopped:[/bold red] {printable(summary.stopped)}")
+    if summary.interrupted is not None:
+        console.print(_interruption(summary))
+    title = f"sink run {destination.template_id}" + (" (stopped)" if ended else "")
+    table = Table(title=title, title_justify="left")
     table.add_column("")
     table.add_column("", justify="right")
     rate = counts.requests / summary.seconds if summary.seconds > 0 else 0.0
@@ -207,6 +254,7 @@ def print_run_summary(destination: Destination, summary: RunSummary) -> None:
         ("failed", counts.failed),
         ("secrets lost (revoke them)", len(counts.secrets_lost)),
         ("not sent (stopped)", counts.skipped),
+        ("in doubt (sent, outcome unknown)", summary.in_doubt),
         ("requests", counts.requests),
         ("already there (looked up)", counts.already_existed + counts.recovered),
         ("already absent (nothing to delete)", counts.already_absent),
@@ -214,44 +262,68 @@ def print_run_summary(destination: Destination, summary: RunSummary) -> None:
     if stats is not None:
         rows += [("retries", stats.retries), ("429 answers", stats.rate_limited)]
     for name, value in rows:
-        table.add_row(name, f"{value:,}")
+        # A run that stopped shows what is not zero; in doubt is only ever shown when not.
+        if value or name in ("records", "ok") or not (ended or name.startswith("in doubt")):
+            table.add_row(name, f"{value:,}")
     table.add_row("seconds", f"{summary.seconds:,.1f}")
-    table.add_row("requests/s", f"{rate:,.1f}")
+    if not ended:
+        table.add_row("requests/s", f"{rate:,.1f}")
     console.print(table)
+    if not (counts.records or counts.done_before or counts.duplicates or ended):
+        console.print(
+            "[bold yellow]Warning:[/bold yellow] the input has no records: nothing was sent."
+        )
     outputs = summary.outputs
     console.print(f"Sent to:   {destination.base_url}")
     console.print(f"Responses: {outputs.responses or _shown_url(outputs.webhook or '')}")
     if counts.rejected or counts.failed:
         console.print(f"Rejects:   {outputs.rejects} (copy, fix and replay them with --input)")
     if outputs.vault is not None:
-        console.print(f"Vault:     {outputs.vault} ({counts.secrets} secrets, mode 0600)")
+        console.print(f"Vault:     {outputs.vault} ({plural(counts.secrets, 'secret')}, mode 0600)")
     console.print(f"Ledger:    {outputs.ledger} (`sink status` shows it)")
     console.print(f"Audit:     {outputs.audit}")
     for key in counts.secrets_lost:
         console.print(
-            f"[bold red]Secret lost:[/bold red] record {escape(key)}: the token was created but "
+            f"[bold red]Secret lost:[/bold red] record {printable(key)}: the token was created but "
             "its secret never reached the vault. Revoke it and create it again."
         )
     plan = summary.revoke
     if plan is not None:
         console.print(
-            f"Revoke:    {plan.tokens} token(s) listed in {plan.records}; check them, then "
-            f"run: {escape(plan.command)}"
+            f"Revoke:    {plural(plan.tokens, 'token')} listed in {plan.records}; check them, then "
+            f"run: {printable(plan.command)}"
         )
         for key in plan.not_found:
             console.print(
-                f"[yellow]Not found on Docker Hub:[/yellow] the token of record {escape(key)}; "
+                f"[yellow]Not found on Docker Hub:[/yellow] the token of record {printable(key)}; "
                 "look for it by hand (`sink export` or Hub's settings) and delete it."
             )
     for note in summary.notes:
-        console.print(f"[yellow]Note:[/yellow] {escape(note)}")
-    if summary.stopped:
-        console.print(f"[bold red]Stopped:[/bold red] {escape(summary.stopped)}")
-    if summary.interrupted:
-        console.print(
-            "[yellow]Interrupted:[/yellow] intake stopped, requests in flight finished, "
-            "outputs flushed."
+        console.print(f"[yellow]Note:[/yellow] {printable(note)}")
+
+
+def _interruption(summary: RunSummary) -> str:
+    """What a signal did to the run, as it happened."""
+    doubt = summary.in_doubt
+    if summary.cancelled:
+        text = (
+            "[bold yellow]Interrupted twice:[/bold yellow] stopped at once, without waiting for "
+            "the requests in flight; outputs flushed. "
         )
+    else:
+        text = "[yellow]Interrupted:[/yellow] intake stopped, "
+        text += "requests in flight finished, " if not doubt else ""
+        text += "outputs flushed. "
+    if doubt:
+        text += (
+            f"{plural(doubt, 'record')} in doubt (sent, outcome unknown): `sink status` lists "
+            "them and the next run looks each one up before sending it again."
+        )
+    elif summary.cancelled:
+        text += "Nothing is in doubt: no request was on its way to Docker Hub."
+    if summary.counts.skipped:
+        text += f" {plural(summary.counts.skipped, 'record')} not sent: the next run sends them."
+    return text.rstrip()
 
 
 def print_test_result(result: TestResult) -> None:
@@ -262,6 +334,16 @@ def print_test_result(result: TestResult) -> None:
     from sink.redact import Redactor
 
     console = _console()
+    if result.done_before:
+        console.print(
+            "Not sent: the ledger says an earlier run or test already did it "
+            "(`sink status` shows it; --record N picks another)."
+        )
+        return
+    if result.rejected is not None:
+        console.print(f"Not sent: {escape(result.rejected.error)}", style="bold red")
+        return
+    assert result.request is not None and result.outcome is not None
     console.print("Request:", style="bold")
     console.print(format_http(result.request).decode().rstrip(), markup=False)
     outcome = result.outcome
@@ -280,7 +362,7 @@ def print_status(path: Path, counts: dict[str, int], attention: list[Entry]) -> 
     """The ledger's counts and the records that need attention."""
     console = _console()
     total = sum(counts.values())
-    console.print(f"Ledger {path}: {total:,} records")
+    console.print(f"Ledger {printable(str(path))}: {plural(total, 'record')}")
     labels = {
         "done": "done",
         "rejected": "rejected (refused; fix and run again)",
@@ -298,10 +380,10 @@ def print_status(path: Path, counts: dict[str, int], attention: list[Entry]) -> 
             position = "" if entry.position is None else str(entry.position + 1)
             table.add_row(
                 position,
-                entry.key,
+                printable(entry.key),
                 entry.state,
                 str(entry.http_status or ""),
-                escape(entry.note or ""),
+                printable(entry.note or ""),
             )
         console.print(table)
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 from sink import render as rendering
 from sink.config import ConnectionConfig, DestinationConfig, load_config, resolve_path
 from sink.errors import ConfigError
 from sink.model import NON_IDEMPOTENT
 from sink.origin import destination_base_url, normalise
-from sink.templates import EndpointTemplate, load_registry
+from sink.templates import EndpointTemplate, load_registry, references, template_strings
 from sink.values import parse_headers
 
 
@@ -108,6 +111,7 @@ def bind(
             headers=config.extra_headers,
             batching=batching,
             validate=validate,
+            code_folder=folder,
         )
     else:
         manual = config.manual
@@ -122,8 +126,42 @@ def bind(
             body_is_record=manual.body_is_record,
             batching=batching,
             validate=validate,
+            code_folder=folder,
         )
+    check_settings(config, template)
     return Destination(config, folder, template, renderer, base_url=base)
+
+
+def check_settings(config: DestinationConfig, template: EndpointTemplate | None) -> None:
+    """Refuse a setting nothing reads: a template takes the settings its values read (its
+    ``settings_fields``); a manual request those its url, body and headers reference. The
+    destination's extra headers may read settings too. With code batching the function is
+    given every setting, so any name may be meant for it."""
+    if not config.settings or config.batching.mode == "code":
+        return
+    headers = iter(config.extra_headers.values())
+    taken = dict.fromkeys(references(headers, "settings"))
+    if template is not None:
+        owner = f"template {template.id}"
+        taken = {**dict.fromkeys(template.settings_fields), **template.example_settings, **taken}
+    else:
+        manual = config.manual
+        assert manual is not None
+        owner = "the manual request"
+        body = orjson.loads(manual.body) if isinstance(manual.body, str) else manual.body
+        strings = template_strings([manual.url, parse_headers(manual.headers), body])
+        taken = {**dict.fromkeys(references(strings, "settings")), **taken}
+    problems = []
+    for name in config.settings:
+        if name in taken:
+            continue
+        close = difflib.get_close_matches(name, list(taken), n=3)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        takes = f"it takes {', '.join(taken)}" if taken else "it takes no settings"
+        verb = "does not read" if template is None else "takes no setting"
+        problems.append(f"settings.{name}: {owner} {verb} {name!r}{hint} ({takes})")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def base_url_of(connection: ConnectionConfig, override: str | None = None) -> str:

@@ -11,9 +11,15 @@ Writers (:func:`open_writer`):
 
 - JSON Lines (default, to stdout): every field of every record.
 - CSV: the columns are the fields of the first 1,000 records, in order of appearance; nested
-  values are JSON text, booleans ``true``/``false``, nulls empty.
+  values are JSON text, booleans ``true``/``false``, nulls empty, date-times ISO 8601 (as Hub
+  wrote them, or, in Go's form, rewritten in UTC: ``2025-03-01T00:30:00.500000Z``).
 - Parquet: written in row groups of 1,000 records; the column types come from the first row
-  group (text, integer, float, boolean, list of text); nested objects are JSON text.
+  group (text, integer, float, boolean, list of text, timestamp in UTC); nested objects are
+  JSON text.
+
+A date-time column (the audit log's ``timestamp``, a repository's ``last_updated``...) is one
+whose values in the first 1,000 records are all date-times, ISO 8601 or Go's form that some
+Hub lists answer (``2025-03-01 00:30:00.5 +0000 UTC``), so pandas and DuckDB read it as one.
 
 For CSV and Parquet, a field that first appears after the first 1,000 records is left out and
 reported (``writer.dropped``). A file is written beside its target and renamed when complete.
@@ -25,11 +31,12 @@ import contextlib
 import csv
 import io
 import os
+import re
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -322,6 +329,30 @@ EXPORTS: dict[str, tuple[Exporter, str]] = {
 }
 
 
+NOUNS: dict[str, tuple[str, str]] = {
+    "repositories": ("repository", "repositories"),
+    "repository": ("repository", "repositories"),
+    "tags": ("tag", "tags"),
+    "tag": ("tag", "tags"),
+    "members": ("member", "members"),
+    "teams": ("team", "teams"),
+    "team-members": ("team member", "team members"),
+    "invites": ("invite", "invites"),
+    "tokens": ("personal access token", "personal access tokens"),
+    "org-tokens": ("organization access token", "organization access tokens"),
+    "org-settings": ("organization's settings", "organizations' settings"),
+    "audit-log": ("audit-log event", "audit-log events"),
+    "audit-actions": ("audit-log action", "audit-log actions"),
+}
+"""What the records of each export are, one and several (``exported 4 members``)."""
+
+
+def counted(what: str, count: int) -> str:
+    """``count`` records of the export ``what`` in words: ``1 member``, ``4 members``."""
+    one, many = NOUNS.get(what, ("record", "records"))
+    return f"{count:,} {one if count == 1 else many}"
+
+
 def records(reader: HubReader, what: str, namespace: str, options: ExportOptions) -> Records:
     """The records of the export ``what`` (a key of :data:`EXPORTS`)."""
     found = EXPORTS.get(what)
@@ -393,6 +424,54 @@ class _Columns:
             self.dropped.update(key for key in record if key not in self.names)
 
 
+_DATETIME = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:[.,](\d{1,9}))? ?"
+    r"(Z|[+-]\d{2}:?\d{2})(?: UTC)?"
+)
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    """A date-time of Hub's, in UTC: ISO 8601 / RFC 3339 with its zone, or Go's
+    ``2025-03-01 00:30:00.5 +0000 UTC``; None for anything else (a zone is required)."""
+    if not isinstance(value, str) or not 20 <= len(value) <= 40:
+        return None
+    found = _DATETIME.fullmatch(value)
+    if found is None:
+        return None
+    day, clock, fraction, zone = found.groups()
+    if zone == "Z":
+        tz = UTC
+    else:
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        tz = timezone(sign * offset)
+    micro = (fraction or "").ljust(6, "0")[:6]
+    try:
+        local = datetime.fromisoformat(f"{day}T{clock}.{micro}").replace(tzinfo=tz)
+    except ValueError:
+        return None
+    return local.astimezone(UTC)
+
+
+def iso_text(moment: datetime) -> str:
+    """A UTC date-time as ISO 8601: ``2025-03-01T00:30:00Z`` (microseconds when there are)."""
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}"
+    return text + "Z"
+
+
+def _datetime_columns(names: list[str], rows: list[dict[str, Any]]) -> frozenset[str]:
+    """The columns whose values in ``rows`` (nulls and empty text aside) are all date-times."""
+    found = set()
+    for name in names:
+        present = [row.get(name) for row in rows if row.get(name) not in (None, "")]
+        if present and all(parse_datetime(value) is not None for value in present):
+            found.add(name)
+    return frozenset(found)
+
+
 def _csv_cell(value: Any) -> str:
     if value is None:
         return ""
@@ -412,6 +491,7 @@ class CsvWriter:
         self.out = out
         self.writer = csv.writer(out, lineterminator="\n")
         self._columns = _Columns(batch_rows)
+        self._times: frozenset[str] = frozenset()
 
     @property
     def dropped(self) -> set[str]:
@@ -427,16 +507,30 @@ class CsvWriter:
                 self._start()
             return
         columns.note_extra(record)
-        self.writer.writerow([_csv_cell(record.get(name)) for name in columns.names])
+        self.writer.writerow(self._row(record, columns.names))
+
+    def _row(self, record: dict[str, Any], names: list[str]) -> list[str]:
+        times = self._times
+        if not times:
+            return [_csv_cell(record.get(name)) for name in names]
+        cells = []
+        for name in names:
+            value = record.get(name)
+            # ISO 8601 as Hub wrote it stays; Go's form is rewritten as ISO 8601.
+            rewrite = name in times and isinstance(value, str) and value[10:11] != "T"
+            moment = parse_datetime(value) if rewrite else None
+            cells.append(_csv_cell(value) if moment is None else iso_text(moment))
+        return cells
 
     def _start(self) -> None:
         columns = self._columns
         names = columns.settle()
         if names:
             self.writer.writerow(names)
+        self._times = _datetime_columns(names, columns.pending)
         pending, columns.pending = columns.pending, []
         for record in pending:
-            self.writer.writerow([_csv_cell(record.get(name)) for name in names])
+            self.writer.writerow(self._row(record, names))
 
     def close(self) -> None:
         """Write the held records and flush."""
@@ -504,12 +598,18 @@ class ParquetWriter:
             self._writer.close()
 
 
+TIMESTAMP_UNIT = "us"
+
+
 def _arrow_type(values: list[Any]) -> Any:
     import pyarrow as pa
 
     present = [v for v in values if v is not None]
     if not present:
         return pa.string()
+    dated = [v for v in present if v != ""]
+    if dated and all(parse_datetime(v) is not None for v in dated):
+        return pa.timestamp(TIMESTAMP_UNIT, tz="UTC")
     if all(isinstance(v, bool) for v in present):
         return pa.bool_()
     if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
@@ -526,6 +626,11 @@ def _arrow_value(value: Any, kind: Any) -> Any:
 
     if value is None:
         return None
+    if pa.types.is_timestamp(kind):
+        if value == "":
+            return None
+        moment = parse_datetime(value)
+        return value if moment is None else moment  # not a date-time: pyarrow says which field
     if kind == pa.string():
         return value if isinstance(value, str) else _json_text(value)
     if kind == pa.float64() and isinstance(value, int) and not isinstance(value, bool):

@@ -18,19 +18,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import quote, urlsplit
 
-import httpx
 import orjson
 
 from sink.config import PolicyConfig
 from sink.errors import RetryLater, StopRun
-from sink.hub import HubReader, segment
 from sink.model import Request
 from sink.policy import Reference, decode_path, references, violation
 
-_READ_ERRORS = (httpx.HTTPError, StopRun, RetryLater, orjson.JSONDecodeError, ValueError)
+if TYPE_CHECKING:
+    from sink.hub import HubReader
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What a failed read of Docker Hub raises (httpx imported only when a read happens: a
+    preview, which decides offline, never needs it)."""
+    import httpx
+
+    return (httpx.HTTPError, StopRun, RetryLater, orjson.JSONDecodeError, ValueError)
+
+
 _GLOB = frozenset("*?[")
 
 
@@ -82,12 +91,12 @@ class Guard:
             names: dict[str, str] = {}
             try:
                 async for team in self.reader.items(
-                    f"/v2/orgs/{segment(org)}/groups", page_size=100, strict=True
+                    f"/v2/orgs/{quote(org, safe='')}/groups", page_size=100, strict=True
                 ):
                     number, name = team.get("id"), team.get("name")
                     if isinstance(number, int | float) and isinstance(name, str):
                         names[str(int(number))] = name
-            except _READ_ERRORS:
+            except _read_errors():
                 # Unknown: every id of this org is refused where a rule needs its name.
                 self._teams[org] = None
             else:
@@ -112,12 +121,12 @@ class Guard:
         invites: dict[str, tuple[str, str | None]] = {}
         try:
             async for invite in self.reader.items(
-                f"/v2/orgs/{segment(org)}/invites", list_key="data", strict=True
+                f"/v2/orgs/{quote(org, safe='')}/invites", list_key="data", strict=True
             ):
                 ident, team = invite.get("id"), invite.get("team")
                 if isinstance(ident, str):
                     invites[ident] = (org, str(team) if team else None)
-        except _READ_ERRORS:
+        except _read_errors():
             return None
         return invites
 
@@ -126,6 +135,43 @@ class Guard:
 
 
 Kind = Literal["remove", "promote", "all", "unclear"]
+
+
+def offline_verdict(policy: PolicyConfig | None, request: Request) -> tuple[str | None, str | None]:
+    """What the guard decides about ``request`` without Docker Hub (a preview): the refusal,
+    or None; and what only Docker Hub can tell at send time, or None. Pure, no I/O."""
+    undecided = []
+    if policy is not None:
+        wanted = references(policy, request)
+        if wanted:
+            names = ", ".join(f"{kind} {ident}" for kind, _, ident in wanted)
+            undecided.append(f"the policy needs Docker Hub's names for {names}")
+        else:
+            broken = violation(policy, request)
+            if broken is not None:
+                return broken, None
+    change = owner_change(request)
+    if change is not None:
+        refused = _always_refused(request, change)
+        if refused is not None:
+            return refused, None
+        if change.kind == "remove":
+            undecided.append(
+                f"whether {change.user} is the last owner of {change.org} is read from Docker "
+                "Hub when the run sends it"
+            )
+    return None, "; ".join(undecided) or None
+
+
+def _always_refused(request: Request, change: OwnerChange) -> str | None:
+    if change.kind == "unclear":
+        return f"refusing {request.method.upper()} {request.url}: {change.what}"
+    if change.kind == "all":
+        return (
+            f"refusing to {change.what}: Docker Hub's owners are the members of the owners "
+            "team, so this would take every owner away at once"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -265,13 +311,9 @@ class OwnerGuard:
         change = owner_change(request)
         if change is None:
             return None
-        if change.kind == "unclear":
-            return f"refusing {request.method.upper()} {request.url}: {change.what}"
-        if change.kind == "all":
-            return (
-                f"refusing to {change.what}: Docker Hub's owners are the members of the owners "
-                "team, so this would take every owner away at once"
-            )
+        refused = _always_refused(request, change)
+        if refused is not None:
+            return refused
         key = change.org.casefold()
         state = self._orgs.setdefault(key, _Org(asyncio.Lock()))
         if change.kind == "promote":
@@ -280,7 +322,7 @@ class OwnerGuard:
         async with state.lock:
             try:
                 owners = await self._owners(change.org, state)
-            except _READ_ERRORS as exc:
+            except _read_errors() as exc:
                 return (
                     f"refusing to {change.what}: the owners of organization {change.org} cannot "
                     f"be read from Docker Hub ({_reason(exc)}), so sink cannot tell whether "
@@ -346,7 +388,7 @@ class OwnerGuard:
             generation = state.generation
             owners: dict[str, str] = {}
             async for item in self.reader.items(
-                f"/v2/orgs/{segment(org)}/members",
+                f"/v2/orgs/{quote(org, safe='')}/members",
                 params={"role": "owner"},
                 page_size=100,
                 strict=True,

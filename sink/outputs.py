@@ -779,9 +779,18 @@ def reject_line(
     status: int | None = None,
     index: int | None = None,
     key: str | None = None,
+    raw: str | None = None,
 ) -> dict[str, Any]:
-    """The record as it came in (earlier ``_sink_*`` attributes dropped) plus the reason."""
+    """The record as it came in (earlier ``_sink_*`` attributes dropped) plus the reason.
+
+    Excluded columns are written too (the ``original`` of a :class:`~sink.sources.Trimmed`,
+    looked up by name: importing :mod:`sink.sources` here would load pyarrow on every start);
+    ``raw`` is the line of a row that could not be read, as ``_sink_raw``.
+    """
+    data = getattr(data, "original", data)
     line = {name: value for name, value in data.items() if not str(name).startswith("_sink_")}
+    if raw is not None:
+        line["_sink_raw"] = raw
     line["_sink_error"] = error
     line["_sink_status"] = status
     line["_sink_index"] = index
@@ -812,14 +821,18 @@ class RejectsFile:
         status: int | None = None,
         *,
         index: int | None = None,
+        raw: str | None = None,
     ) -> None:
-        """Append ``record`` (a :class:`Record` or its values) with the reason it failed."""
+        """Append ``record`` (a :class:`Record` or its values) with the reason it failed.
+
+        ``raw`` is the text of a row that could not be read into values.
+        """
         if isinstance(record, Record):
             line = reject_line(
-                record.data, self.redactor(error), status, record.index, record.key or None
+                record.data, self.redactor(error), status, record.index, record.key or None, raw
             )
         else:
-            line = reject_line(record, self.redactor(error), status, index)
+            line = reject_line(record, self.redactor(error), status, index, raw=raw)
         self._file.write(orjson.dumps(line, default=str) + b"\n")
         self.written += 1
 

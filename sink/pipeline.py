@@ -8,7 +8,7 @@ every stage.
 from __future__ import annotations
 
 import hashlib
-from collections import deque
+import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -16,13 +16,13 @@ from typing import Any, Literal, overload
 import orjson
 
 from sink import render as rendering
-from sink.batching import batches
+from sink.batching import Batcher
 from sink.destination import Destination
 from sink.errors import ConfigError, RejectRecord
 from sink.model import Record, Rejected, Request
-from sink.sources import BadRow, read_records
+from sink.sources import BadRow, Trimmed, read_records
 
-REPLAY_FIELDS = frozenset({"_sink_error", "_sink_status", "_sink_index", "_sink_key"})
+REPLAY_FIELDS = frozenset({"_sink_error", "_sink_status", "_sink_index", "_sink_key", "_sink_raw"})
 """Fields the rejects file adds to a record; dropped when the rejects are replayed as input."""
 
 
@@ -45,7 +45,12 @@ def prepare(
     template_id: str = "",
     keyed: bool = True,
 ) -> Iterator[Record | Rejected]:
-    """Drop excluded attributes, give each record its key, turn unreadable rows into rejections."""
+    """Drop excluded attributes, give each record its key, turn unreadable rows into rejections.
+
+    A record that lost attributes keeps them for the rejects file (see
+    :class:`~sink.sources.Trimmed`): a rejected record is written as it came in. A rejects line
+    of a row that could not be read (its ``_sink_raw`` and nothing else) is rejected again.
+    """
     dropped = frozenset(exclude) | REPLAY_FIELDS
     for row in rows:
         if isinstance(row, BadRow):
@@ -54,7 +59,15 @@ def prepare(
             continue
         data = row.data
         if not dropped.isdisjoint(data):
-            data = row.data = {k: v for k, v in data.items() if k not in dropped}
+            trimmed = Trimmed(data)
+            for name in dropped.intersection(data):
+                del trimmed[name]
+            trimmed.original = data
+            if not trimmed and isinstance(data.get("_sink_raw"), str):
+                error = "a row that could not be read: write its values as fields (_sink_raw)"
+                yield Rejected(row.index, None, error, raw=data["_sink_raw"])
+                continue
+            row.data = data = trimmed
         if keyed:
             try:
                 row.key = record_key(data, template_id, key_field)
@@ -74,14 +87,18 @@ def records(
     *,
     keyed: bool = True,
 ) -> Iterator[Record | Rejected]:
-    """The destination's input, read and prepared (the format defaults to the config's)."""
+    """The destination's input, read and prepared (the format defaults to the config's).
+
+    Raises :class:`ConfigError`, before the first record, when ``exclude``, ``key_field`` or a
+    required ``record.x`` cannot match the input's columns (see :mod:`sink.columns`): run,
+    preview and test all read through here, so none of them sends a typo."""
+    from sink.columns import checked
+
     config = destination.config
+    fmt = input_format or config.input_format
+    rows = read_records(source, fmt, max_record_bytes=config.max_record_bytes)
     return prepare(
-        read_records(
-            source,
-            input_format or config.input_format,
-            max_record_bytes=config.max_record_bytes,
-        ),
+        checked(destination, source, fmt, rows),
         exclude=config.exclude,
         key_field=config.key_field,
         template_id=destination.template_id,
@@ -109,45 +126,67 @@ def render_stream(
 ) -> Iterator[Request | Carried | Rejected]:
     """Rendered requests (with the records they carry if asked), rejections as they happen.
 
-    Per-record mode keeps the input order.
+    Per-record mode keeps the input order. Batches are cut by the batching settings alone
+    (see :class:`Rendering`), so a preview shows the requests a run sends.
     """
-    renderer = destination.renderer
-    if not renderer.batched:
-        render = renderer.render
+    rendering = Rendering(destination)
+    for item in itertools.chain(rendering.feed(records), rendering.finish()):
+        if with_records or isinstance(item, Rejected):
+            yield item
+        else:
+            yield item[0]
+
+
+class Rendering:
+    """Renders records fed in pieces as one stream: a batch is cut when it is full or at the
+    end (:meth:`finish`), never where one piece of the input ends and the next begins, so the
+    run (which feeds a chunk at a time, between ledger look-ups) and the preview (which feeds
+    everything at once) send the same requests."""
+
+    def __init__(self, destination: Destination) -> None:
+        self.renderer = destination.renderer
+        self._batcher: Batcher[rendering.Item] = Batcher(self.renderer.batching.size)
+
+    def feed(self, records: Iterable[Record | Rejected]) -> Iterator[Carried | Rejected]:
+        """The requests completed by ``records`` (and their rejections), in order."""
+        renderer = self.renderer
+        if not renderer.batched:
+            render = renderer.render
+            for record in records:
+                if isinstance(record, Rejected):
+                    yield record
+                    continue
+                try:
+                    yield render(record), (record,)
+                except RejectRecord as exc:
+                    yield _rejected(record, exc)
+            return
         for record in records:
             if isinstance(record, Rejected):
                 yield record
                 continue
             try:
-                request = render(record)
+                item = renderer.item(record)
             except RejectRecord as exc:
                 yield _rejected(record, exc)
                 continue
-            yield (request, (record,)) if with_records else request
-        return
-    pending: deque[Rejected] = deque()
+            batch = self._batcher.add(item)
+            if batch is not None:
+                yield from self._request(batch)
 
-    def items() -> Iterator[rendering.Item]:
-        for record in records:
-            if isinstance(record, Rejected):
-                pending.append(record)
-                continue
-            try:
-                yield renderer.item(record)
-            except RejectRecord as exc:
-                pending.append(_rejected(record, exc))
+    def finish(self) -> Iterator[Carried | Rejected]:
+        """The requests of the batches still open (the input has ended)."""
+        for batch in self._batcher.rest():
+            yield from self._request(batch)
 
-    for batch in batches(items(), renderer.batching.size):
-        while pending:
-            yield pending.popleft()
+    def _request(self, batch: list[rendering.Item]) -> Iterator[Carried | Rejected]:
         try:
-            request = renderer.request(batch)
+            request = self.renderer.request(batch)
         except RejectRecord as exc:
             for item in batch:
                 yield _rejected(item.record, exc)
-            continue
-        yield (request, tuple(item.record for item in batch)) if with_records else request
-    yield from pending
+            return
+        yield request, tuple(item.record for item in batch)
 
 
 def _rejected(record: Record, exc: RejectRecord) -> Rejected:
@@ -184,4 +223,8 @@ def test_request(
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ConfigError(f"--body is not valid JSON: {exc}") from exc
-    return renderer.with_body(record, value), (record,)
+    # A hand-edited body is its own record: the ledger and the vault keep it under a key of
+    # its own, never under the key of the record it was edited from.
+    digest = hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    edited = Record(record.index, record.data, key=f"hand-edited:{digest[:16]}")
+    return renderer.with_body(edited, value), (edited,)

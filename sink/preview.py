@@ -11,6 +11,7 @@ import orjson
 
 from sink import pipeline
 from sink.destination import Destination
+from sink.guard import offline_verdict
 from sink.model import Record, Rejected, Request
 from sink.pipeline import render_stream
 from sink.resolve import Resolver
@@ -26,6 +27,12 @@ class PreviewReport:
     rejected_count: int = 0
     deferred: int = 0
     """Records with an id the run looks up (shown as a placeholder)."""
+    refused: int = 0
+    """Records the run's guard would refuse (the policy, the owners team), among rejected."""
+    undecided: list[tuple[int, str]] = field(default_factory=list)
+    """(record position, why) for requests only Docker Hub can decide at send time (the
+    policy's names for ids, the last-owner check); the first ``keep_rejected`` of them."""
+    undecided_count: int = 0
 
 
 def preview(
@@ -53,12 +60,28 @@ def preview(
     show = format_http if style == "http" else JsonLines().format
     buffer: list[bytes] = []
     requests = carried = 0
-    for item in render_stream(destination, records):
-        if isinstance(item, Rejected):
+    policy = config.policy
+    for rendered in render_stream(destination, records, with_records=True):
+        if isinstance(rendered, Rejected):
             report.rejected_count += 1
             if len(report.rejected) < keep_rejected:
-                report.rejected.append(item)
+                report.rejected.append(rendered)
             continue
+        item, carried_records = rendered
+        # The run's guard, as far as it decides without Docker Hub.
+        refusal, undecided = offline_verdict(policy, item)
+        if refusal is not None:
+            report.refused += len(carried_records)
+            for record in carried_records:
+                report.rejected_count += 1
+                if len(report.rejected) < keep_rejected:
+                    error = f"refused: {refusal}"
+                    report.rejected.append(Rejected(record.index, record.data, error, record.key))
+            continue
+        if undecided is not None:
+            report.undecided_count += 1
+            if len(report.undecided) < keep_rejected:
+                report.undecided.append((carried_records[0].index, undecided))
         requests += 1
         carried += len(item.indexes)
         if limit is None or requests <= limit:

@@ -13,15 +13,16 @@ Nothing here touches the network; the connection's base URL fixes scheme, host a
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
 from sink import schema
+from sink.batching import load_function, locate_function
 from sink.errors import ConfigError, RenderError, SchemaViolation
 from sink.model import Batching, Record, Request
 from sink.templates import EndpointTemplate, Lookup
@@ -29,8 +30,9 @@ from sink.values import (
     ABSENT,
     HeaderBuilder,
     PathBuilder,
+    check_rendered_path,
+    compile_manual_url,
     compile_value,
-    environment,
     evaluate,
     is_record_lookup,
     lookup_name,
@@ -55,37 +57,26 @@ class Item:
 
 
 class ManualPath:
-    """A manual URL template: every ``{{ ... }}`` output is percent-encoded as one unit."""
+    """A manual URL template: every ``{{ ... }}`` output is percent-encoded as one unit; it
+    renders the path, which the connection's origin goes before."""
 
     def __init__(self, url: str, settings: Mapping[str, Any], base: httpx.URL) -> None:
-        import httpx  # here: a preview of a template never needs it, and it costs 60 ms
-
-        literal = url.split("{", 1)[0]
-        if url.startswith(("http://", "https://")):
-            prefix = httpx.URL(literal)
-            if (prefix.scheme, prefix.host, prefix.port) != (base.scheme, base.host, base.port):
-                raise ConfigError(
-                    f"manual url {url!r} is not on the connection's host {base.host}; "
-                    "the host is fixed by the connection"
-                )
-            if not prefix.raw_path.startswith(b"/") or "{" in f"{prefix.scheme}://{prefix.host}":
-                raise ConfigError(f"manual url {url!r} must name its host literally")
-        elif not url.startswith("/"):
-            raise ConfigError(f"manual url {url!r} must start with / or https://{base.host}/")
+        # Every problem of the URL is a ConfigError here, on load (see compile_manual_url).
+        self._template = compile_manual_url(url, base)
         self._settings = dict(settings)
-        self._template = environment(url_safe=True).from_string(url)
-        self._constant = None if "{" in url else url
+        self._constant = None if "{" in url else self._template.render()
 
     def __call__(self, record: Mapping[str, Any]) -> str:
         """The encoded path (or same-host URL) for this record."""
         if self._constant is not None:
             return self._constant
         try:
-            return self._template.render(record=record, settings=self._settings)
+            rendered = self._template.render(record=record, settings=self._settings)
         except RenderError:
             raise
         except Exception as exc:
             raise RenderError(f"manual url failed: {exc}") from exc
+        return check_rendered_path(rendered)
 
 
 class Renderer:
@@ -108,6 +99,7 @@ class Renderer:
         lookup: tuple[Lookup, PathBuilder] | None = None,
         settings: Mapping[str, Any] | None = None,
         body_template: Any = None,
+        code_folder: Path | None = None,
     ) -> None:
         self.template_id = template_id
         self.method = method
@@ -127,8 +119,9 @@ class Renderer:
         self._lookup = lookup
         self._settings = dict(settings or {})
         self._code: Callable[..., Any] | None = None
-        if batching.mode == "code":
-            self._code = load_function(batching.function or "")
+        self._code_folder = code_folder
+        if batching.mode == "code":  # found now; imported (user code runs) at the first batch
+            locate_function(batching.function or "", code_folder)
         self._checker = self._checker_for(operation) if validate and operation else None
         if self._checker is not None and body_template is not None and not self.batched:
             self._fused = fused_body(body_template, self._settings, operation, self._checker)
@@ -187,7 +180,7 @@ class Renderer:
         first = items[0]
         if len(items) == 1 and self.batching.mode == "per_record":
             body = first.body
-        elif self._code is not None:
+        elif self.batching.mode == "code":
             body = self._call_code([item.record.data for item in items])
             body = self._check(body, first.path)
         elif self._merge is not None:
@@ -205,7 +198,8 @@ class Renderer:
         return self._request(first.path, first.headers, body, keys(items), indexes(items))
 
     def _call_code(self, records: list[dict[str, Any]]) -> Any:
-        assert self._code is not None
+        if self._code is None:
+            self._code = load_function(self.batching.function or "", self._code_folder)
         try:
             return self._code(records, dict(self._settings))
         except Exception as exc:
@@ -243,7 +237,11 @@ class Renderer:
             return self._origin + path
         import httpx
 
-        url, base = httpx.URL(path), self._base
+        try:
+            url = httpx.URL(path)
+        except httpx.InvalidURL as exc:
+            raise RenderError(f"url {path!r} is not a valid URL: {exc}") from exc
+        base = self._base
         if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
             raise RenderError(f"url {path!r} would leave the connection's host; refused")
         return path
@@ -417,22 +415,6 @@ def _checker_for_path(method: str, path: str) -> Callable[[Any], Any] | None:
     return schema.compile_body(op)
 
 
-def load_function(spec: str) -> Callable[..., Any]:
-    """Import ``module:function`` for code batching."""
-    module_name, sep, name = spec.partition(":")
-    if not sep or not module_name or not name:
-        raise ConfigError(f"batching function {spec!r} must look like module:function")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        problem = f"batching function {spec!r}: cannot import {module_name}: {exc}"
-        raise ConfigError(problem) from exc
-    function = getattr(module, name, None)
-    if not callable(function):
-        raise ConfigError(f"batching function {spec!r}: {module_name} has no function {name}")
-    return function  # type: ignore[no-any-return]
-
-
 def for_template(
     template: EndpointTemplate,
     settings: Mapping[str, Any],
@@ -441,8 +423,10 @@ def for_template(
     headers: Mapping[str, str] | None = None,
     batching: Batching | None = None,
     validate: bool = True,
+    code_folder: Path | None = None,
 ) -> Renderer:
-    """A renderer for one of the registry's templates."""
+    """A renderer for one of the registry's templates (``code_folder``: where code batching's
+    ``file.py:function`` is, the config's folder)."""
     batching = batching or Batching()
     owner = f"template {template.id}"
     path = PathBuilder(template.path, template.params, template.query, settings, owner=owner)
@@ -472,6 +456,7 @@ def for_template(
         lookup=lookup,
         settings=settings,
         body_template=template.body,
+        code_folder=code_folder,
     )
 
 
@@ -486,12 +471,14 @@ def for_manual(
     body_is_record: bool = False,
     batching: Batching | None = None,
     validate: bool = True,
+    code_folder: Path | None = None,
 ) -> Renderer:
     """A renderer for manual mode: method, URL, headers and a body template or the record itself.
 
     A body given as JSON text is parsed once into a structure, so record values are inserted as
     data and can never break the JSON. The request body is checked against the spec operation its
-    method and path match, when there is one.
+    method and path match, when there is one. ``code_folder``: where code batching's
+    ``file.py:function`` is (the config's folder).
     """
     method = method.upper()
     if method not in ("POST", "PUT", "PATCH", "DELETE"):
@@ -519,4 +506,5 @@ def for_manual(
         validate=validate,
         batching=batching or Batching(),
         settings=settings,
+        code_folder=code_folder,
     )

@@ -87,7 +87,7 @@ class Recorder:
         if item.data is not None:
             self.rejects.write(item.data, item.error, item.status, index=item.index)
         else:
-            self.rejects.write({"_sink_raw": item.raw}, item.error, item.status, index=item.index)
+            self.rejects.write({}, item.error, item.status, index=item.index, raw=item.raw or "")
 
     def secret_lost(self, record: Record) -> None:
         """A record found created by an interrupted run, its secret not in the vault (the

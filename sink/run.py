@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -31,31 +31,28 @@ from sink.dispatch import Dispatcher, DispatchStats
 from sink.errors import ConfigError, RejectRecord, StopRun
 from sink.guard import Guard
 from sink.hub import HubReader
+from sink.labels import with_label_check
 from sink.ledger import (
-    DONE,
-    FAILED,
-    REJECTED,
-    SECRET_LOST,
-    SENT,
     Ledger,
     run_lock,
     start_fresh,
 )
-from sink.model import Outcome, Record, Rejected, Request, Status
+from sink.model import Outcome, Record, Rejected, Request
 from sink.outputs import (
     Redactor,
     RejectsFile,
     ResponsesFile,
     Vault,
     WebhookResponses,
-    vault_keys,
 )
 from sink.pacing import Pacer
-from sink.pipeline import records, render_stream
+from sink.pipeline import Rendering, records
 from sink.progress import Progress, Snapshot
 from sink.resolve import Resolver
 from sink.results import Counts, Recorder
+from sink.resume import Resume
 from sink.revoke import RevokePlan, write_revoke
+from sink.send import FLUSH, Carried, Flush, SendCore, look_up_effect
 from sink.transport import make_client
 
 _LEDGER_CHUNK = 256  # records whose past states are read in one query
@@ -108,6 +105,12 @@ class RunSummary:
     stats: DispatchStats | None = None
     stopped: str | None = None
     interrupted: int | None = None
+    cancelled: bool = False
+    """A second signal stopped the run at once: requests on the wire were not waited for."""
+    in_doubt: int = 0
+    """Records whose request left with no outcome when the run ended (a second signal): the
+    ledger keeps them ``sent``, ``sink status`` lists them and the next run looks them up.
+    They are not among ``counts.skipped`` (records taken back, never sent)."""
     seconds: float = 0.0
     revoke: RevokePlan | None = None
     """The revoke files written for tokens whose secrets were lost."""
@@ -160,14 +163,10 @@ def guard_destructive(destination: Destination, yes: bool) -> None:
         )
 
 
-Carried = tuple[Request, tuple[Record, ...]]
-
-# A lost secret's record is done: its token exists, and sending it again would make another.
-_LEDGER_STATE = {Status.OK: DONE, Status.REJECTED: REJECTED, Status.SECRET_LOST: DONE}
-
-
 class _Run:
-    """One run's state: outputs, ledger, the requests in flight."""
+    """One run's parts: the outputs (opened before the first request, closed in one place),
+    the read client and pacer of the credential, resume, the guard, the dispatcher and the
+    send core that wires them; and the intake of a file's records."""
 
     def __init__(
         self,
@@ -181,13 +180,10 @@ class _Run:
         config = destination.config
         self.destination = destination
         self.options = options
+        self.template_id = destination.template_id
         # One pacer for the credential, its reads and its writes alike.
         self.pacer = Pacer(config.rate_limit, max_wait=config.retry.max_seconds)
         self.reader = HubReader(client, pacer=self.pacer)
-        # Requests are marked sent a group at a time, and final states ride on those commits:
-        # one commit per group instead of two per request. A kill leaves at most a group more
-        # records `sent` than were on the wire; resume looks each of them up.
-        self.group_size = max(1, min(config.concurrency, _GROUP))
         # Opened and checked before the first request: a secret Hub shows once never waits
         # for a vault that turns out to be unwritable.
         vault = Vault(outputs.vault) if outputs.vault is not None else None
@@ -209,9 +205,6 @@ class _Run:
     ) -> None:
         config = destination.config
         self.ledger = Ledger(outputs.ledger, settle_batch=_SETTLE_BATCH)
-        self.template_id = destination.template_id
-        self._risky = not destination.idempotent
-        self.resource_field = destination.template.resource_id if destination.template else None
         secrets = destination.secret_fields
         responses: ResponsesFile | WebhookResponses
         if outputs.webhook is not None:
@@ -242,18 +235,21 @@ class _Run:
             outputs.audit, who=credentials.identifier, redactor=redactor, secret_fields=secrets
         )
         client.event_hooks["response"].append(self._audit_read)
-        self.owners = Guard(self.reader, config.policy)  # the policy and the last owner
         template = destination.template
         self.resolver = (
             Resolver(template, config.settings, self.reader)
             if template is not None and template.resolve
             else None
         )
-        self.policy = config.policy
-        self.flight: dict[tuple[str, ...], Carried] = {}  # by the keys of the records carried
-        self.queued: deque[Request] = deque()  # marked sent, not handed to the dispatcher yet
-        self._vault_keys: frozenset[str] | None = None
         self.started = time.time()
+        self.resume = Resume(
+            destination,
+            self.reader,
+            self.ledger,
+            self.recorder,
+            started=self.started,
+            resend_unknown=self.options.resend_unknown,
+        )
         self.dispatcher = Dispatcher(
             client,
             concurrency=config.concurrency,
@@ -264,6 +260,18 @@ class _Run:
             lookup=self._lookup,
             secret_fields={self.template_id: secrets} if secrets else None,
             idempotent_templates=(self.template_id,) if destination.idempotent else (),
+        )
+        self.core = SendCore(
+            dispatcher=self.dispatcher,
+            # The policy, the last owner, and no second live token with a label.
+            guard=with_label_check(Guard(self.reader, config.policy), config, self.reader),
+            ledger=self.ledger,
+            recorder=self.recorder,
+            audit=self.audit,
+            template_id=self.template_id,
+            resource_field=template.resource_id if template is not None else None,
+            # At most the concurrency: a group waits for no request it could send now.
+            group_size=min(config.concurrency, _GROUP),
         )
 
     @property
@@ -288,154 +296,40 @@ class _Run:
         return notes
 
     async def _audit_read(self, response: httpx.Response) -> None:
-        # Writes are audited with their outcome (see outcome()); reads here, as they happen.
+        # Writes are audited with their outcome (see SendCore.record); reads here, as they
+        # happen.
         method = response.request.method
         if method in ("GET", "HEAD"):
             url = str(response.request.url)
             self.audit.read(self.template_id, method, url, response.status_code)
 
     async def _lookup(self, request: Request) -> bool | None:
-        return await look_up_effect(self.destination, self.reader, self.flight[request.keys][1])
+        return await look_up_effect(self.destination, self.reader, self.core.carried(request))
 
-    # -- intake ------------------------------------------------------------------------------
-
-    async def requests(self) -> AsyncIterator[Request]:
-        """The requests to send, after the ledger, the policy and the guards had their say."""
+    async def items(
+        self, given: Iterable[Record | Rejected] | None = None
+    ) -> AsyncIterator[Carried | Rejected | Flush]:
+        """The input's requests (or those of the ``given`` prepared records) with the records
+        they carry, after the ledger (past runs) and the look-ups (team ids, membership) had
+        their say; rejections as they happen."""
         options = self.options
-        prepared = records(self.destination, options.source, options.input_format)
-        group: list[Carried] = []
+        prepared = (
+            given
+            if given is not None
+            else records(self.destination, options.source, options.input_format)
+        )
+        # One rendering for the whole input: batches are cut by the batching settings alone,
+        # never at a chunk's end, so the run sends what a preview shows.
+        rendering = Rendering(self.destination)
         for chunk in _chunks(prepared, _LEDGER_CHUNK):
-            todo = await self._past_runs(chunk)
+            todo = await self.resume.past_runs(chunk)
             if self.resolver is not None:
                 todo = await self._resolved(todo)
-            for item in render_stream(self.destination, todo, with_records=True):
-                if isinstance(item, Rejected):
-                    self._reject(item)
-                    continue
-                request, carried = item
-                refusal = await self._refusal(request, carried)
-                if refusal is not None:
-                    self.audit.refusal(request, refusal)
-                    for record in carried:
-                        self._reject(Rejected(record.index, record.data, refusal, record.key))
-                    continue
-                group.append((request, carried))
-                if len(group) >= self.group_size:
-                    self._launch(group)
-                    while self.queued:
-                        yield self.queued.popleft()  # popped first: handed out is on the wire
-            self._launch(group)
-            while self.queued:
-                yield self.queued.popleft()
-
-    def _launch(self, group: list[Carried]) -> None:
-        """Commit that these requests may leave (one commit for the group, with the final
-        states settled since the last one), queue them and empty ``group``."""
-        if not group:
-            return
-        keys = ((record.key, record.index) for _, carried in group for record in carried)
-        self.ledger.mark_sent(keys, self.template_id)
-        for request, carried in group:
-            self.flight[request.keys] = (request, carried)
-            self.queued.append(request)
-        group.clear()
-
-    async def _past_runs(self, chunk: list[Record | Rejected]) -> list[Record | Rejected]:
-        """Drop records a past run finished; settle those it left in flight; no duplicates."""
-        keys = [item.key for item in chunk if isinstance(item, Record)]
-        states = self.ledger.states(keys)
-        seen: set[str] = set()
-        todo: list[Record | Rejected] = []
-        doubtful: dict[int, tuple[Record, str]] = {}  # position in todo → record, its state
-        for item in chunk:
-            if isinstance(item, Rejected):
-                todo.append(item)
-                continue
-            state, updated = states.get(item.key, (None, 0.0))
-            if item.key in seen or (state is not None and updated >= self.started):
-                self.counts.records += 1
-                self.counts.duplicates += 1
-                continue
-            seen.add(item.key)
-            if state == DONE:
-                self.counts.records += 1
-                self.counts.done_before += 1
-                continue
-            if state in (SENT, FAILED):
-                doubtful[len(todo)] = (item, state)
-            todo.append(item)
-        if not doubtful:
-            return todo
-        # Their effects are looked up side by side, as many at once as the run sends.
-        limit = asyncio.Semaphore(self.destination.config.concurrency)
-
-        async def settle(record: Record, state: str) -> bool:
-            async with limit:
-                return await self._settle_past(record, state)
-
-        send = await asyncio.gather(*(settle(*pair) for pair in doubtful.values()))
-        dropped = {at for at, again in zip(doubtful, send, strict=True) if not again}
-        return [item for at, item in enumerate(todo) if at not in dropped]
-
-    async def _settle_past(self, record: Record, state: str) -> bool:
-        """A record a past run left ``sent`` (outcome unknown) or ``failed`` (it may have
-        reached Hub): look its effect up. True: send it (not there; or it cannot be looked up
-        and sending it again is safe: a failure that did not reach Hub, a PUT or DELETE, or
-        the user checked it by hand and said ``--resend-unknown``). A look-up that finds the
-        record's parent gone (the team it adds to does not exist) settles it as rejected."""
-        try:
-            # Many records ask about one list: one read of it serves them all.
-            present = await look_up_effect(self.destination, self.reader, (record,), fresh=False)
-        except RejectRecord as exc:
-            self.counts.records += 1
-            self.counts.rejected += 1
-            self.ledger.settle(
-                record.key,
-                self.template_id,
-                REJECTED,
-                http_status=exc.status,
-                note=exc.message,
-                position=record.index,
-            )
-            self.recorder.rejects.write(record, exc.message, exc.status)
-            return False
-        if present is False:
-            return True
-        if present is None and (state == FAILED or not self._risky or self.options.resend_unknown):
-            return True
-        self.counts.records += 1
-        if present is None:
-            note = (
-                "outcome unknown: a past run sent it, it may have reached Docker Hub, and its "
-                "effect cannot be looked up; check by hand, then send it again with "
-                "`sink run --resend-unknown` if it did not happen"
-            )
-            self.counts.failed += 1
-            self.ledger.settle(record.key, self.template_id, SENT, note=note)
-            self.recorder.rejects.write(record, note)
-            return False
-        note = "found in place after an interrupted run"
-        if self.destination.secret_fields:
-            if record.key in self._vaulted():
-                note = "found in place after an interrupted run; its secret is in the vault"
-            else:
-                note = (
-                    f"{SECRET_LOST}: created by an interrupted run whose answer never arrived; "
-                    "its secret was not captured: revoke the token and create it again"
-                )
-                self.recorder.secret_lost(record)
-        if not note.startswith(SECRET_LOST):
-            self.counts.ok += 1
-        self.counts.recovered += 1
-        self.ledger.settle(record.key, self.template_id, DONE, note=note)
-        return False
-
-    def _vaulted(self) -> frozenset[str]:
-        """The record keys the vault holds a secret for (read once, when first needed)."""
-        if self._vault_keys is None:
-            path = self.recorder.vault_path
-            self._vault_keys = vault_keys(path) if path is not None else frozenset()
-        return self._vault_keys
+            for item in rendering.feed(todo):
+                yield item
+            yield FLUSH  # the next chunk's look-ups may take a while: send what is grouped
+        for item in rendering.finish():
+            yield item
 
     async def _resolved(self, todo: list[Record | Rejected]) -> list[Record | Rejected]:
         """Records with their look-ups done (team ids, membership); failures rejected."""
@@ -446,79 +340,13 @@ class _Run:
                 try:
                     await self.resolver.apply(item)
                 except RejectRecord as exc:
-                    self._reject(Rejected(item.index, item.data, exc.message, item.key, exc.field))
-                    continue
+                    item = Rejected(item.index, item.data, exc.message, item.key, exc.field)
             kept.append(item)
         return kept
 
-    async def _refusal(self, request: Request, carried: tuple[Record, ...]) -> str | None:
-        return await self.owners.refusal(request)
-
-    def _reject(self, item: Rejected) -> None:
-        self.recorder.rejected(item)
-        if item.key:
-            self.ledger.settle(
-                item.key, self.template_id, REJECTED, note=item.error, position=item.index
-            )
-
-    # -- outcomes ----------------------------------------------------------------------------
-
-    async def outcome(self, outcome: Outcome) -> None:
-        """Record an outcome: vault, responses, rejects (the recorder), audit, then ledger."""
-        request, carried = self._take(outcome)
-        self.owners.settled(request, outcome.status is Status.OK)
-        results = await self.recorder.outcome(outcome, request, carried)
-        self.audit.call(request, outcome)
-        resource = self._resource_id(outcome)
-        lost = outcome.extra.get("secret_lost")
-        in_doubt = outcome.extra.get("in_doubt", False)
-        for result in results:
-            state = _LEDGER_STATE.get(result.status, FAILED)
-            if state == FAILED and in_doubt:
-                state = SENT  # it may have happened: never sent again without a look
-            note = result.error
-            if lost:
-                note = f"{SECRET_LOST}: {outcome.error}"
-            self.ledger.settle(
-                result.record.key,
-                self.template_id,
-                state,
-                http_status=outcome.http_status,
-                resource_id=resource,
-                note=note,
-                position=result.record.index,
-            )
-
-    def _take(self, outcome: Outcome) -> Carried:
-        taken = self.flight.pop(outcome.keys, None)
-        if taken is None:
-            raise RuntimeError(f"an outcome for records that are not in flight: {outcome.keys}")
-        return taken
-
-    def _resource_id(self, outcome: Outcome) -> str | None:
-        if self.resource_field is None or not isinstance(outcome.body, dict):
-            return None
-        value = outcome.body.get(self.resource_field)
-        return None if value is None else str(value)
-
     def close(self) -> None:
-        """Count what never got an answer, close every output. Requests marked sent that
-        never left (a stop came first), or that the dispatcher ended without an outcome
-        before they could take effect (a stop during a wait, a token exchange that stopped
-        the run, Hub out of reach), are taken out of the ledger again: nothing in doubt."""
-        untaken = [*self.queued, *self.dispatcher.unsent()]
-        if untaken:
-            self.ledger.unmark(
-                record.key
-                for request in untaken
-                if request.keys in self.flight
-                for record in self.flight[request.keys][1]
-            )
-            self.queued.clear()
-        for _, carried in self.flight.values():
-            self.counts.records += len(carried)
-            self.counts.skipped += len(carried)
-        self.flight.clear()
+        """Settle what never got an answer (the core), then close every output."""
+        self.core.close()
         self.recorder.close()
         self.audit.close()
         self.ledger.close()
@@ -564,8 +392,7 @@ async def _run_locked(
         progress = options.progress
         try:
             try:
-                async for outcome in state.dispatcher.run(state.requests()):
-                    await state.outcome(outcome)
+                async for _ in state.core.send(state.items()):
                     if progress is not None:
                         progress.show(_snapshot(state.counts, state.dispatcher.stats))
             except StopRun as exc:
@@ -586,46 +413,16 @@ async def _run_locked(
             except StopRun as exc:  # webhook lines that could not even be kept on disk
                 summary.stopped = summary.stopped or str(exc)
             finally:
+                in_doubt = _in_doubt(state.core)
                 state.close()
+                summary.in_doubt = in_doubt
+                state.counts.skipped -= in_doubt  # the close counts every record in flight
                 summary.notes = state.notes()
             summary.stats = state.dispatcher.stats
             summary.seconds = time.monotonic() - started
             if progress is not None:
                 progress.show(_snapshot(state.counts, state.dispatcher.stats), force=True)
     return summary
-
-
-async def look_up_effect(
-    destination: Destination,
-    reader: HubReader,
-    records: tuple[Record, ...],
-    *,
-    fresh: bool = True,
-) -> bool | None:
-    """Whether the effect of a request carrying ``records`` is already in place.
-
-    ``fresh`` (after a write of this run whose fate is unknown) reads Hub now; without it a
-    list read earlier in the run may answer (see :meth:`HubReader.effect_present`). Raises
-    :class:`~sink.errors.RejectRecord` when the look-up settles the records: what they name
-    as the parent (a team, an organization) does not exist.
-    """
-    renderer = destination.renderer
-    answers = []
-    for record in records:
-        found = renderer.lookup(record)
-        if found is None:
-            return None
-        spec, request = found
-        match = renderer.lookup_match(spec, record)
-        present = await reader.effect_present(spec, request, match, fresh=fresh)
-        if present is None:
-            return None
-        answers.append(present if spec.effect == "present" else not present)
-    if all(answers):
-        return True
-    if not any(answers):
-        return False
-    return None  # part of a batch is there: sending it again would repeat that part
 
 
 def _client(
@@ -662,15 +459,27 @@ def _snapshot(counts: Counts, stats: DispatchStats) -> Snapshot:
         retries=stats.retries,
         rate_limit_wait=stats.rate_limit_wait,
         in_flight=stats.in_flight,
+        requests=counts.requests,
     )
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def run(destination: Destination, credentials: Credentials, options: RunOptions) -> RunSummary:
     """Send every record. SIGINT/SIGTERM stop intake and let requests in flight finish; a
-    second signal stops at once (the ledger still tells the truth). ``summary.interrupted``
-    holds the signal number."""
+    second signal stops at once (the ledger still tells the truth: ``summary.in_doubt`` counts
+    the records whose request left without an outcome, ``summary.cancelled`` is set). A signal
+    while the event loop winds down is noted, never a ``KeyboardInterrupt``.
+    ``summary.interrupted`` holds the first signal's number. Signals are handled on the main
+    thread only."""
     control = options.control
     received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        return asyncio.run(run_async(destination, credentials, options))
+
+    def noted(signum: int, frame: object) -> None:
+        received.append(signum)  # before the loop handles them, or once it is done
 
     async def main() -> RunSummary:
         loop = asyncio.get_running_loop()
@@ -681,23 +490,38 @@ def run(destination: Destination, credentials: Credentials, options: RunOptions)
             received.append(signum)
             if len(received) == 1:
                 control.stop()
-            else:
+            elif len(received) == 2:
                 task.cancel()
+            # A third and later: the run is already stopping at once.
 
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in _SIGNALS:
             loop.add_signal_handler(signum, on_signal, signum)
+        if received:  # came before the loop took over
+            control.stop()
+            if len(received) > 1:
+                task.cancel()
         try:
             return await run_async(destination, credentials, options)
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
+            for signum in _SIGNALS:
+                try:
+                    loop.remove_signal_handler(signum)
+                except KeyboardInterrupt:  # in the instant the default handler is back
+                    received.append(signum)
+                finally:
+                    signal.signal(signum, noted)
 
+    previous = {signum: signal.getsignal(signum) for signum in _SIGNALS}
+    for signum in _SIGNALS:
+        signal.signal(signum, noted)
     try:
         summary = asyncio.run(main())
     except asyncio.CancelledError:
-        if control.summary is None:
-            raise
-        summary = control.summary
+        summary = control.summary or RunSummary(Counts(), output_paths(destination))
+        summary.cancelled = True
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
     if received:
         summary.interrupted = received[0]
     return summary
@@ -705,70 +529,56 @@ def run(destination: Destination, credentials: Credentials, options: RunOptions)
 
 @dataclass
 class TestResult:
-    """What ``sink test`` sent and got back (secrets redacted)."""
+    """What ``sink test`` sent and got back (secrets redacted), or why nothing was sent."""
 
-    request: Request
-    outcome: Outcome
+    request: Request | None
+    outcome: Outcome | None
     vault: Path | None
+    rejected: Rejected | None = None
+    """The record refused before sending (unreadable, invalid, outside the policy)."""
+    done_before: bool = False
+    """The ledger says an earlier run or test already did it: nothing was sent."""
 
 
 async def send_one_async(
     destination: Destination,
     credentials: Credentials,
-    request: Request,
-    records: tuple[Record, ...],
+    item: Record | Carried,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> TestResult:
-    """Send one rendered request (Nexla's "Send Test Data"); a created secret goes to the vault."""
+    """Send one record (Nexla's "Send Test Data") the way a run sends it: the ledger (a record
+    a past run did is not sent again, and a tested record is done for the next run), the
+    look-ups (team ids), the guard, the audit log and the vault. A ``(request, records)`` pair
+    is sent as it is (a hand-edited body, recorded under its own key)."""
     if destination.template is not None:
         check_accepted(credentials, list(destination.template.credentials), destination.template_id)
-    vault_path = output_paths(destination).vault
-    # Opened before the request: a secret Hub shows once never meets an unwritable vault.
-    vault = Vault(vault_path) if vault_path is not None else None
-    try:
-        outcome = await _send_one(destination, credentials, request, records, transport)
-        entry = outcome.extra.pop("vault", None)
-        if entry is not None:
-            if vault is None:
-                raise RuntimeError("a secret arrived but this destination has no vault")
-            vault.write(entry)
-    finally:
-        if vault is not None:
-            vault.close()
-    return TestResult(request, outcome, vault_path if entry is not None else None)
-
-
-async def _send_one(
-    destination: Destination,
-    credentials: Credentials,
-    request: Request,
-    records: tuple[Record, ...],
-    transport: httpx.AsyncBaseTransport | None,
-) -> Outcome:
+    outputs = output_paths(destination)
+    options = RunOptions(None, transport=transport)
     config = destination.config
-    secrets = destination.secret_fields
-    client = _client(credentials, Redactor([credentials.secret]), config, 1, transport)
-    async with client:
-        reader = HubReader(client)
+    with run_lock(outputs.ledger):
+        redactor = Redactor([credentials.secret])
+        async with _client(credentials, redactor, config, 1, transport) as client:
+            state = _Run(destination, credentials, options, outputs, client, redactor)
+            refused: list[Rejected] = []
+            state.core.on_reject = refused.append
+            try:
+                items = state.items([item]) if isinstance(item, Record) else [item]
+                sent = [done async for done in state.core.send(items)]
+            finally:
+                try:
+                    await state.responses.aclose()
+                finally:
+                    state.close()
+    counts = state.counts
+    vault = outputs.vault if counts.secrets else None
+    if sent:
+        return TestResult(sent[0].request, sent[0].outcome, vault)
+    return TestResult(None, None, None, refused[0] if refused else None, bool(counts.done_before))
 
-        async def lookup(_: Request) -> bool | None:
-            return await look_up_effect(destination, reader, records)
 
-        dispatcher = Dispatcher(
-            client,
-            concurrency=1,
-            max_attempts=config.retry.max_attempts,
-            max_elapsed=config.retry.max_seconds,
-            max_throttled=config.retry.max_throttled,
-            lookup=lookup,
-            secret_fields={destination.template_id: secrets} if secrets else None,
-            idempotent_templates=(destination.template_id,) if destination.idempotent else (),
-        )
-        guard = Guard(reader, config.policy)  # a test send is held to the run's rules
-        refusal = await guard.refusal(request)
-        if refusal is not None:
-            return Outcome(request.keys, Status.REJECTED, error=refusal, template=request.template)
-        outcome = await dispatcher.send(request)
-        guard.settled(request, outcome.status is Status.OK)
-        return outcome
+def _in_doubt(core: SendCore) -> int:
+    """Records on the wire without an outcome: they may have reached Docker Hub (requests
+    queued but not handed out, or ended before they could take effect, are not)."""
+    untaken = {request.keys for request in (*core.queued, *core.dispatcher.unsent())}
+    return sum(len(carried) for keys, (_, carried) in core.flight.items() if keys not in untaken)

@@ -181,7 +181,11 @@ class EndpointTemplate(BaseModel):
 
     @cached_property
     def settings_fields(self) -> tuple[str, ...]:
-        """Destination settings the template reads (``namespace``, ``org``, ...)."""
+        """Destination settings the template reads (``namespace``, ``org``, ...).
+
+        These are the settings the template takes: a destination setting not among them is
+        an error (see :func:`sink.destination.bind`), so ``dryrun`` for ``dry_run`` never
+        passes silently."""
         return tuple(references(self._expressions(), "settings"))
 
     def _expressions(self) -> Iterator[str]:
@@ -200,6 +204,11 @@ def _check_placeholders(path: str, params: Mapping[str, str]) -> None:
         raise ValueError(
             f"path placeholders {sorted(wanted)} and params {sorted(params)} must be the same"
         )
+
+
+def template_strings(value: Any) -> Iterator[str]:
+    """Every string inside a template value (mappings and lists walked), for :func:`references`."""
+    return _strings(value)
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -222,13 +231,18 @@ def _parser() -> SandboxedEnvironment:
 
 def references(sources: Iterator[str], root: str) -> dict[str, None]:
     """Attribute names read from ``root`` (``record.x`` or ``record['x']``) across expressions."""
-    from jinja2 import nodes  # here, not at the top: `sink templates` lists them without Jinja
+    # Here, not at the top: `sink templates` lists them without Jinja.
+    from jinja2 import TemplateSyntaxError, nodes
 
     found: dict[str, None] = {}
     for source in sources:
         if "{" not in source:
             continue
-        for node in _parser().parse(source).find_all((nodes.Getattr, nodes.Getitem)):
+        try:
+            parsed = _parser().parse(source)
+        except TemplateSyntaxError as exc:
+            raise ConfigError(f"template {source!r} does not parse: {exc}") from exc
+        for node in parsed.find_all((nodes.Getattr, nodes.Getitem)):
             target = getattr(node, "node", None)
             if not (isinstance(target, nodes.Name) and target.name == root):
                 continue

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import httpx
 
+from sink.columns import check as check_columns
+from sink.columns import input_columns
 from sink.destination import Destination
 
 
@@ -27,6 +30,8 @@ def check(destination: Destination) -> tuple[list[str], list[str]]:
         path = destination.path(config.input)
         if path is not None and str(path) != "-" and not path.is_file():
             found.append(f"input: no such file: {path}")
+        elif path is not None:
+            _check_columns(destination, path, found, warnings)
     if destination.destructive and not config.allow_destructive:
         warnings.append(
             f"{destination.template_id} is destructive: a run needs --yes or "
@@ -41,3 +46,22 @@ def check(destination: Destination) -> tuple[list[str], list[str]]:
             if url.scheme not in ("http", "https") or not url.host:
                 found.append("responses.webhook: must be an http(s) URL")
     return found, warnings
+
+
+def _check_columns(
+    destination: Destination, path: Path, found: list[str], warnings: list[str]
+) -> None:
+    """The names the destination reads against the input's columns (see :mod:`sink.columns`)."""
+    config = destination.config
+    if str(path) == "-":
+        warnings.append(
+            "input is stdin: its columns are checked when preview or run reads the first records"
+        )
+        return
+    columns = input_columns(path, config.input_format, max_record_bytes=config.max_record_bytes)
+    if columns is None:
+        warnings.append(f"input: the columns of {path.name} cannot be read; preview to check it")
+        return
+    report = check_columns(destination, columns)
+    found.extend(report.problems)
+    warnings.extend(report.warnings)

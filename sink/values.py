@@ -10,22 +10,28 @@ Every value of a template is compiled once, when the run starts:
 
 A value that is missing, ``None`` or ``""`` is *absent*: its body field is left out. A record's
 values are only ever data: they are never parsed as template code, they are percent-encoded as a
-whole into their path segment or query value, and a header value holding CR, LF or NUL is refused.
-The host comes from the connection and nothing a record holds can change it.
+whole into their path segment or query value, and a header value holding a control character
+(CR, LF, NUL, ESC...) or anything but ASCII is refused, on load for a static value, per record
+for a rendered one. The host comes from the connection and nothing a record holds can change it.
+A manual URL is checked whole on load (:func:`compile_manual_url`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote, unquote
 
-from jinja2 import StrictUndefined, TemplateError, UndefinedError
+from jinja2 import StrictUndefined, TemplateError, Undefined, UndefinedError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from sink.errors import ConfigError, RenderError
+
+if TYPE_CHECKING:
+    import httpx
+    from jinja2 import Template
 
 ABSENT: Final = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()
 """Marks a value that is not there: its field is left out of the body."""
@@ -38,7 +44,10 @@ _SIMPLE = re.compile(
 )
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_FORBIDDEN_IN_HEADER = re.compile(r"[\r\n\x00]")
+# A header value is visible ASCII, spaces and tabs: no control character (a line break or NUL
+# would inject a header; ESC, DEL and the rest reach logs and terminals raw), and no other
+# character, which HTTP clients encode differently or refuse at send time.
+_FORBIDDEN_IN_HEADER = re.compile(r"[^\t\x20-\x7e]")
 _RESERVED_HEADERS = frozenset({"authorization", "host", "content-length", "transfer-encoding"})
 
 
@@ -58,6 +67,11 @@ def environment(*, url_safe: bool = False) -> SandboxedEnvironment:
 
 
 def _url_encode(value: Any) -> str:
+    if isinstance(value, Undefined):
+        try:
+            str(value)
+        except UndefinedError as exc:
+            raise RenderError(f"the url's value is not there: {exc}") from exc
     return encode_segment(value)
 
 
@@ -266,7 +280,8 @@ class PathBuilder:
 
 
 class HeaderBuilder:
-    """Static and templated request headers; a value with CR, LF or NUL is refused."""
+    """Static and templated request headers; a value with a control or non-ASCII character is
+    refused (:class:`ConfigError` when static, :class:`RenderError` per record)."""
 
     def __init__(self, headers: Mapping[str, str], settings: Mapping[str, Any]) -> None:
         self._static: list[tuple[str, str]] = []
@@ -300,25 +315,153 @@ class HeaderBuilder:
 
 
 def check_header_value(name: str, value: Any, error: type[Exception]) -> str:
-    """A header value as text, refusing CR, LF and NUL (header injection)."""
+    """A header value as text, refusing control characters (CR and LF: header injection) and
+    anything but ASCII; ``error`` is raised (ConfigError on load, RenderError per record)."""
     text = str(value)
-    if _FORBIDDEN_IN_HEADER.search(text):
-        raise error(f"header {name!r} value holds a line break or NUL; refused")
+    bad = _FORBIDDEN_IN_HEADER.search(text)
+    if bad is not None:
+        raise error(f"header {name!r} value {header_problem(bad.group())}; refused")
     return text
 
 
+def header_problem(char: str) -> str:
+    """What is wrong with a character a header value may not hold, in words."""
+    if char in "\r\n\x00":
+        return "holds a line break or NUL"
+    if ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0:
+        return f"holds the control character {char!r}"
+    return f"holds {char!r}, which is not ASCII (percent-encode it, or leave it out)"
+
+
 def parse_headers(spec: str | Mapping[str, str] | None) -> dict[str, str]:
-    """Headers given as ``h1:v1,h2:v2`` or as a mapping."""
+    """Headers given as ``h1:v1,h2:v2`` or as a mapping; a name that is not a header name,
+    or a value with a control or non-ASCII character, is a :class:`ConfigError`."""
     if spec is None:
         return {}
-    if isinstance(spec, Mapping):
-        return {str(k).strip(): str(v) for k, v in spec.items()}
     headers: dict[str, str] = {}
-    for item in spec.split(","):
-        if not item.strip():
-            continue
-        name, sep, value = item.partition(":")
-        if not sep or not name.strip():
-            raise ConfigError(f"header {item.strip()!r} must look like name:value")
-        headers[name.strip()] = value.strip()
+    if isinstance(spec, Mapping):
+        headers = {str(k).strip(): str(v) for k, v in spec.items()}
+    else:
+        for item in spec.split(","):
+            if not item.strip():
+                continue
+            name, sep, value = item.partition(":")
+            if not sep or not name.strip():
+                raise ConfigError(f"header {item.strip()!r} must look like name:value")
+            headers[name.strip()] = value.strip()
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise ConfigError(f"header name {name!r} is not a valid HTTP header name")
+        # A template's literal text is checked here; what it renders, per record.
+        check_header_value(name, value, ConfigError)
     return headers
+
+
+_MARK = "\x00"  # stands for what a {{ }} or {% %} of a manual URL renders
+_URL_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?[]@!$&'()*+,;=%" + _MARK
+)
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def compile_manual_url(url: str, base: httpx.URL) -> Template:
+    """A manual URL compiled into its path (``/v2/...?query``), every ``{{ ... }}`` output
+    percent-encoded as one unit; any problem is a :class:`ConfigError` naming it, on load.
+
+    The URL is a path (``/v2/...``) or an absolute URL on the connection's own scheme, host and
+    port, written literally up to its path; its literal text is a URL's characters (no space,
+    control or non-ASCII character, no ``{`` outside ``{{ }}``, no fragment), its escapes are
+    whole (``%`` and two hex digits, never completed by a value) and it has no ``.`` or ``..``
+    segment.
+    """
+    import httpx  # here: a preview of a template never needs it, and it costs 60 ms
+
+    env = environment(url_safe=True)
+    try:
+        template = env.from_string(url)
+        tokens = list(env.lex(url))
+    except (TemplateError, RecursionError, ValueError) as exc:
+        raise ConfigError(f"manual url {url!r} does not parse: {exc}") from exc
+    shape = "".join(
+        value if kind == "data" else _MARK
+        for _, kind, value in tokens
+        if kind in ("data", "variable_begin", "block_begin")
+    )
+    for char in shape:
+        if char not in _URL_CHARS:
+            raise ConfigError(f"manual url {url!r} {_url_char_problem(char)}")
+    bad = _BAD_ESCAPE.search(shape)
+    if bad is not None:
+        raise ConfigError(
+            f"manual url {url!r}: '%' must start an escape of two hex digits (%2F), written "
+            "whole; a value is percent-encoded for you"
+        )
+    if shape[:8].lower().startswith(("http://", "https://")):
+        scheme, _, rest = shape.partition("://")
+        authority, slash, path = rest.partition("/")
+        if not slash or _MARK in authority or not authority:
+            raise ConfigError(
+                f"manual url {url!r} must name its host literally, then a path "
+                f"({base.scheme}://{base.netloc.decode('ascii')}/v2/...)"
+            )
+        if "@" in authority:
+            raise ConfigError(
+                f"manual url {url!r} holds user info (user@); the connection authenticates"
+            )
+        try:
+            prefix = httpx.URL(f"{scheme}://{authority}/")
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"manual url {url!r}: {exc}") from exc
+        if (prefix.scheme, prefix.host, prefix.port) != (base.scheme, base.host, base.port):
+            raise ConfigError(
+                f"manual url {url!r} is not on the connection's host {base.host}; "
+                "the host is fixed by the connection"
+            )
+        literal = f"{scheme}://{authority}"
+        if prefix.raw_path != b"/" or not url.startswith(literal + "/"):
+            raise ConfigError(f"manual url {url!r} must name its host literally, then a path")
+        path = "/" + path
+        # The connection's origin is put before the path, as for a relative URL.
+        template = env.from_string(url[len(literal) :])
+    elif shape.startswith("//"):
+        raise ConfigError(f"manual url {url!r} must start with a single / (a path)")
+    elif shape.startswith("/"):
+        path = shape
+    else:
+        raise ConfigError(f"manual url {url!r} must start with / or https://{base.host}/")
+    segments = path.split("?", 1)[0].split("/")
+    if "" in segments[1:-1]:
+        raise ConfigError(f"manual url {url!r} has an empty segment (//)")
+    for segment in segments:
+        if _MARK not in segment and unquote(segment) in (".", ".."):
+            raise ConfigError(
+                f"manual url {url!r} has a {segment!r} segment, which a server may collapse"
+            )
+    return template
+
+
+def _url_char_problem(char: str) -> str:
+    if char in "{}":
+        return "holds a { or } outside {{ }} (a record value is written {{ record.x }})"
+    if char == "#":
+        return "holds a fragment (#), which is never sent"
+    if char.isspace() or ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0:
+        return f"holds the space or control character {char!r}"
+    if ord(char) > 0x7F:
+        return f"holds {char!r}, which is not ASCII (percent-encode it)"
+    return f"holds {char!r}, which a URL cannot hold unencoded (percent-encode it)"
+
+
+def check_rendered_path(path: str) -> str:
+    """A rendered manual path or URL, refused when a ``{% %}`` block left an empty segment
+    (``//``) in it; a trailing ``/`` is kept."""
+    start = path.find("://")
+    if start >= 0:
+        slash = path.find("/", start + 3)
+        rest = path[slash:] if slash >= 0 else "/"
+    else:
+        rest = path
+    segments = rest.split("?", 1)[0].split("/")[1:-1]
+    if any(segment == "" for segment in segments):
+        raise RenderError(f"url {path!r} has an empty segment (//); refused")
+    return path

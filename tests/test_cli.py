@@ -61,7 +61,7 @@ def test_preview_names_invalid_records_and_exits_one(
     err = capsys.readouterr().err
     assert 'invalid record 2: name: "Bad_Name" does not match the pattern' in err
     assert "invalid record 3: description:" in err
-    assert "3 records: 1 requests (1 printed), 2 invalid." in err
+    assert "3 records: 1 request (1 printed), 2 invalid." in err
 
 
 def test_preview_http_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

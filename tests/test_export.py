@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,17 @@ import yaml
 from sink import cli
 from sink.connections import ConnectionStore, new_connection
 from sink.credentials import Credentials
-from sink.errors import ConfigError
+from sink.errors import ConfigError, SinkError
 from sink.export import (
+    EXPORTS,
+    NOUNS,
     CsvWriter,
     ExportOptions,
+    counted,
     export_async,
     open_writer,
     parse_date,
+    parse_datetime,
 )
 from sink.hubsim import Simulator
 from sink.hubsim.routes_audit import action_catalog
@@ -186,7 +192,11 @@ def test_tags_with_nested_images_match_the_state(
         assert images[0]["digest"] == tag["digest"] == row["digest"]
         assert images[0]["size"] == tag["size"]
         assert images[0]["architecture"] == tag["architecture"]
-        assert row["tag_last_pushed"] == tag["pushed_at"]
+        pushed = row["tag_last_pushed"]
+        if suffix == ".parquet":  # a timestamp column (UTC), not text
+            assert pushed == parse_datetime(tag["pushed_at"])
+        else:
+            assert pushed == tag["pushed_at"]
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
@@ -341,6 +351,85 @@ def test_csv_and_parquet_keep_the_first_batch_columns(tmp_path: Path) -> None:
     assert pq.read_table(empty).num_rows == 0
 
 
+def test_the_audit_log_timestamp_is_a_utc_timestamp_in_parquet_and_iso_in_csv(
+    hub: Simulator, tmp_path: Path
+) -> None:
+    parquet = tmp_path / "audit.parquet"
+    assert export(oat(hub), "audit-log", parquet, batch_rows=15) == 40
+    kind = pq.ParquetFile(parquet).schema_arrow.field("timestamp").type
+    assert pa.types.is_timestamp(kind) and kind.tz == "UTC"
+    stamps = pq.read_table(parquet).column("timestamp").to_pylist()
+    expected = {e["timestamp"] for e in hub.state()["audit_logs"]}
+    assert {stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ") for stamp in stamps} == expected
+    assert all(stamp.utcoffset() == timedelta(0) for stamp in stamps)
+    csv_file = tmp_path / "audit.csv"
+    export(oat(hub), "audit-log", csv_file)
+    assert {row["timestamp"] for row in read_back(csv_file)} == expected  # ISO 8601 as Hub wrote
+
+
+def test_members_joined_in_gos_form_become_iso_8601_and_a_timestamp(
+    hub: Simulator, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "members.csv"
+    export(oat(hub), "members", csv_file)
+    joined = [row["date_joined"] for row in read_back(csv_file) if row["date_joined"]]
+    assert joined and all(
+        re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z", j) for j in joined
+    )
+    parquet = tmp_path / "members.parquet"
+    export(oat(hub), "members", parquet)
+    kind = pq.ParquetFile(parquet).schema_arrow.field("date_joined").type
+    assert pa.types.is_timestamp(kind) and kind.tz == "UTC"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2025-03-01T00:30:00Z", datetime(2025, 3, 1, 0, 30, tzinfo=UTC)),
+        ("2025-03-01T00:30:00.5Z", datetime(2025, 3, 1, 0, 30, 0, 500000, tzinfo=UTC)),
+        ("2025-03-01T02:30:00.123456789+02:00", datetime(2025, 3, 1, 0, 30, 0, 123456, tzinfo=UTC)),
+        ("2025-03-01 00:30:00.25 +0000 UTC", datetime(2025, 3, 1, 0, 30, 0, 250000, tzinfo=UTC)),
+        ("2025-03-01T00:30:00", None),  # no zone: not a point in time
+        ("2025-13-01T00:30:00Z", None),
+        ("2025-03-01", None),
+        ("acme/2025-03-01T00:30:00Z", None),
+        (20250301, None),
+    ],
+)
+def test_parse_datetime(text: object, expected: datetime | None) -> None:
+    assert parse_datetime(text) == expected
+
+
+def test_a_later_value_that_is_not_a_date_time_stops_a_parquet_export(tmp_path: Path) -> None:
+    target = tmp_path / "x.parquet"
+    with (
+        pytest.raises(SinkError, match="'when' changed type"),
+        open_writer(str(target), batch_rows=1) as writer,
+    ):
+        writer.write({"when": "2025-03-01T00:30:00Z"})
+        writer.write({"when": "soon"})
+    with open_writer(str(target), batch_rows=2) as writer:  # empty text is a null
+        writer.write({"when": "2025-03-01T00:30:00Z"})
+        writer.write({"when": ""})
+    assert pq.read_table(target).column("when").to_pylist()[1] is None
+
+
+@pytest.mark.parametrize(
+    ("what", "count", "words"),
+    [
+        ("members", 4, "4 members"),
+        ("members", 1, "1 member"),
+        ("repositories", 1, "1 repository"),
+        ("repositories", 1200, "1,200 repositories"),
+        ("audit-log", 2, "2 audit-log events"),
+        ("teams", 0, "0 teams"),
+    ],
+)
+def test_counted(what: str, count: int, words: str) -> None:
+    assert counted(what, count) == words
+    assert set(NOUNS) == set(EXPORTS)
+
+
 def test_dates() -> None:
     assert parse_date("2025-03-02") == "2025-03-02T00:00:00Z"
     assert parse_date("2025-03-02", end=True) == "2025-03-02T23:59:59.999999Z"
@@ -366,6 +455,30 @@ def sink(
     return code, stdout.getvalue().decode(), capsys.readouterr().err
 
 
+def test_validate_names_the_stored_connections_base_url(
+    hub: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ConnectionStore().add(
+        new_connection(
+            "organization", name="acme", identifier="acme", secret=ACME_OAT, base_url=hub.url
+        )
+    )
+    (tmp_path / "repos.csv").write_text("name\nsvc\n")
+    config = tmp_path / "dest.yaml"
+    config.write_text(
+        "connection: {name: acme}\ntemplate: create-repository\n"
+        "settings: {namespace: acme}\ninput: repos.csv\n"
+    )
+    code = cli.main(["validate", str(config)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"requests go to {hub.url})" in out + err
+    assert "hub.docker.com" not in out + err
+
+
 def test_cli_export(
     hub: Simulator,
     tmp_path: Path,
@@ -385,7 +498,7 @@ def test_cli_export(
         "owners",
         "qa",
     ]
-    assert "exported 3 teams records to standard output" in err
+    assert "exported 3 teams to standard output" in err
 
     target = tmp_path / "push.csv"
     code, _, err = sink(

@@ -131,7 +131,8 @@ def test_a_signal_stops_intake_lets_requests_in_flight_finish_and_commits_everyt
         created = repositories(slow, "calm-")
         posts = creates(slow)
     assert process.returncode == code, err
-    assert "Interrupted" in err or "interrupted" in err
+    assert "Interrupted: intake stopped, requests in flight finished" in err
+    assert "in doubt" not in err and "Traceback" not in err
     written = lines(responses)
     assert 8 <= len(written) < 300  # intake stopped
     # Every request that left got its answer and every output has it: nothing in doubt.
@@ -303,7 +304,7 @@ def test_the_audit_log_holds_every_call_and_no_secret(hub: Simulator, tmp_path: 
     rows.append({"token_label": "audit-bad", "scopes": "repo:everything"})
     path = write_config(tmp_path, config, rows)
     assert run_cli(path, hub.url, secret=ALICE_PASSWORD) == 1
-    audit = lines(tmp_path / "out" / "dest-audit.jsonl")
+    audit = [a for a in lines(tmp_path / "out" / "dest-audit.jsonl") if a["outcome"] != "read"]
     calls = [
         r for r in hub.requests() if r["method"] == "POST" and r["path"] == "/v2/access-tokens"
     ]
@@ -414,3 +415,121 @@ def test_the_first_signal_ends_a_long_rate_limit_wait(hub: Simulator, tmp_path: 
     assert process.returncode == 130, err
     assert {r["path"] for r in hub.requests() if r["time"] >= since} == {"/v2/auth/token"}
     untouched(tmp_path / "dest.ledger.sqlite")
+
+
+# -- what the end of a stopped run says ------------------------------------------------------------
+
+
+def summary_rows(err: str) -> dict[str, str]:
+    """The rows of the summary table printed to stderr: name → value."""
+    rows = {}
+    for line in err.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("│").split("│")]
+        if len(cells) == 2 and line.lstrip().startswith("│") and cells[0]:
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_a_run_stopped_by_wrong_credentials_says_why_first_and_only_the_counts_that_matter(
+    hub: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.reset()
+    path = write_config(tmp_path, REPOS, repo_rows(30, "refused"))
+    wrong = "dckr_oat_Qw7ZxN2vLp9RtY4uKs6HbJ3mEa8CdFgT"  # well-formed, not acme's
+    assert run_cli(path, hub.url, secret=wrong) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and wrong not in err
+    stopped = err.index("Stopped:")
+    assert "refused the credentials" in err[stopped : err.index("\n", stopped)]
+    rows = summary_rows(err)
+    assert stopped < err.index("│ records")  # the reason first, then the counts
+    assert {"records", "ok"} <= set(rows)
+    assert rows["ok"] == "0"
+    # The rest are the counts that are not zero: here, the records never sent.
+    counted = {name: value for name, value in rows.items() if name != "seconds"}
+    others = {name: int(value.replace(",", "")) for name, value in counted.items()}
+    assert all(value for name, value in others.items() if name not in ("records", "ok"))
+    assert "rejected" not in rows and "429 answers" not in rows and "requests" not in rows
+    assert int(rows["not sent (stopped)"]) == int(rows["records"]) > 0
+    assert [r for r in hub.requests() if "repositories" in r["path"]] == []
+    untouched(tmp_path / "dest.ledger.sqlite")
+
+
+def status_json(path: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "sink", "status", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode in (0, 1), done.stderr  # 1: some records need attention
+    return dict(orjson.loads(done.stdout))
+
+
+def test_a_second_sigint_stops_at_once_says_what_is_in_doubt_and_status_agrees(
+    hub: Simulator, tmp_path: Path
+) -> None:
+    import re
+
+    hub.reset()
+    # Hub applies each create at once and answers 3 s later: the second signal comes first.
+    slow = {"method": "POST", "path": "/v2/namespaces/*/repositories", "slow_rate": 1.0}
+    hub.set_faults({"rules": [{**slow, "slow_ms": 3000}]})
+    path = write_config(tmp_path, {**REPOS, "concurrency": 8}, repo_rows(40, "doubt"))
+    ledger = tmp_path / "dest.ledger.sqlite"
+    process = start(path, hub.url)
+    wait_until(lambda: sent_rows(ledger) >= 8, process)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    hub.set_faults(None)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "requests in flight finished" not in err  # they did not: the run did not wait
+    said = re.search(r"(\d+) records? in doubt", err)
+    assert said is not None, err
+    in_doubt = int(said.group(1))
+    assert in_doubt >= 1
+    assert err.index("Interrupted") < err.index("│ records")  # what happened first
+    rows = summary_rows(err)
+    assert rows["in doubt (sent, outcome unknown)"] == str(in_doubt)
+    status = status_json(path)
+    assert status["counts"]["sent"] == in_doubt == ledger_counts(ledger)[SENT]
+    doubtful = {e["key"] for e in status["attention"] if e["state"] == SENT}
+    assert len(doubtful) == in_doubt
+    # What reached Hub is among the records in doubt: none was counted as not sent.
+    assert set(repositories(hub, "doubt-")) <= doubtful
+
+
+def test_a_sigint_while_the_summary_prints_cuts_nothing_short(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from sink import describe
+    from sink.destination import open_destination
+    from sink.results import Counts
+    from sink.run import RunSummary, output_paths
+
+    destination = open_destination(write_config(tmp_path, REPOS, repo_rows(3, "late")))
+    summary = RunSummary(Counts(records=3, ok=1, skipped=2), output_paths(destination))
+    summary.interrupted = signal.SIGINT
+    real = describe._console
+
+    class Impatient(Console):
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C again, as each line goes out
+            super().print(*objects, **kwargs)
+
+    def console(stderr: bool = False) -> Console:
+        plain = real(stderr)
+        return Impatient(file=plain.file, highlight=False, soft_wrap=True, width=160)
+
+    monkeypatch.setattr(describe, "_console", console)
+    describe.print_run_summary(destination, summary)
+    err = capsys.readouterr().err
+    assert "intake stopped, requests in flight finished" in err
+    assert "2 records not sent" in err
+    assert "Audit:" in err  # the last line: all of it went out
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

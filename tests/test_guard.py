@@ -482,7 +482,7 @@ def test_a_test_send_is_held_to_the_same_guard(fresh_hub: Simulator, tmp_path: P
     destination = open_destination(path, base_url=fresh_hub.url)
     request, records = test_request(destination, Record(0, {"username": "alice"}, "alice"), None)
     credentials = Credentials(fresh_hub.url, "acme", OAT, "oat")
-    result = asyncio.run(send_one_async(destination, credentials, request, records))
-    assert result.outcome.status.value == "rejected"
-    assert "last owner of organization acme" in (result.outcome.error or "")
+    result = asyncio.run(send_one_async(destination, credentials, (request, records)))
+    assert result.outcome is None and result.rejected is not None  # refused before sending
+    assert "last owner of organization acme" in result.rejected.error
     assert writes(fresh_hub) == []

@@ -318,7 +318,8 @@ def _applied(entries: list[dict[str, Any]], *, apply_first: bool) -> int:
     for entry in entries:
         status = entry["status"]
         answered = status is not None and 200 <= status < 300
-        if answered or (status is None and apply_first and "drop" in entry["faults"]):
+        dropped = "drop" in entry["faults"] and "client_left" not in entry["faults"]
+        if answered or (status is None and apply_first and dropped):
             count += 1
     return count
 

@@ -736,3 +736,47 @@ async def test_no_secret_reaches_any_output_but_the_vault(tmp_path: Path) -> Non
             assert secret not in text, f"a secret leaked into {name}"
     assert PAT in (tmp_path / "vault.jsonl").read_text()
     await asyncio.sleep(0)
+
+
+def test_a_rejected_record_is_written_as_it_came_in_with_its_excluded_columns(
+    tmp_path: Path,
+) -> None:
+    from sink.pipeline import prepare
+
+    rows = [Record(4, {"name": "Bad_Name", "owner": "ann", "note": "keep me"})]
+    [record] = prepare(rows, exclude=["owner", "note"], key_field="name")
+    assert isinstance(record, Record) and record.data == {"name": "Bad_Name"}
+    with RejectsFile(tmp_path / "rejects.jsonl") as rejects:
+        rejects.write(record, "invalid name", 400)
+    [line] = [orjson.loads(text) for text in (tmp_path / "rejects.jsonl").read_bytes().splitlines()]
+    assert line == {
+        "name": "Bad_Name",
+        "owner": "ann",
+        "note": "keep me",
+        "_sink_error": "invalid name",
+        "_sink_status": 400,
+        "_sink_index": 4,
+        "_sink_key": "Bad_Name",
+    }
+
+
+def test_an_unreadable_row_is_written_with_its_raw_line(tmp_path: Path) -> None:
+    from sink.model import Rejected
+    from sink.results import Recorder
+
+    rejects = RejectsFile(tmp_path / "rejects.jsonl")
+    recorder = Recorder(_NoResponses(), rejects, vault=None)
+    recorder.rejected(Rejected(2, None, "line 3: expected 2 columns, got 3", raw="a,b,c"))
+    recorder.close()
+    [line] = [orjson.loads(text) for text in (tmp_path / "rejects.jsonl").read_bytes().splitlines()]
+    assert line["_sink_raw"] == "a,b,c"
+    assert line["_sink_error"] == "line 3: expected 2 columns, got 3"
+    assert line["_sink_index"] == 2
+    assert recorder.counts.rejected == 1
+
+
+class _NoResponses:
+    written = 0
+
+    def write(self, outcome: Outcome) -> None:
+        raise AssertionError("no outcome expected")

@@ -412,3 +412,88 @@ def test_adding_a_non_member_to_a_team_is_rejected_before_sending(
     assert "is not a member of the organization acme" in rejected["_sink_error"]
     posts = [r for r in hub.requests() if r["method"] == "POST" and r["path"].endswith("/members")]
     assert len(posts) == 1
+
+
+def test_a_run_sends_the_batches_a_preview_shows(hub: Simulator, tmp_path: Path) -> None:
+    import io
+
+    from sink.preview import preview
+
+    # 300 invitees in two groups (team), more than one ledger chunk: batches of 100 are cut
+    # by the batching settings alone, never at a chunk's end.
+    rows = [
+        {"invitee": f"person{n:03d}@example.com", "team": ["developers", "owners"][n % 7 == 0]}
+        for n in range(300)
+    ]
+    config = {
+        "template": "bulk-invite",
+        "settings": {"org": "acme"},
+        "batching": {"mode": "json_property", "property": "invitees", "size": 100},
+        "key_field": "invitee",
+    }
+    base = {"connection": {"identifier": "acme", "secret_env": "SINK_TEST_SECRET"}}
+    path = write_config(tmp_path, {**base, **config}, rows)
+    destination = open_destination(path, base_url=hub.url)
+    report = preview(destination, tmp_path / "records.jsonl", limit=None, out=io.BytesIO())
+    summary = run(hub, tmp_path, config, rows)
+    posts = [r for r in hub.requests() if r["method"] == "POST" and r["path"] == "/v2/invites/bulk"]
+    assert report.requests == len(posts) == summary.counts.requests == 4  # 257 + 43
+
+
+def test_a_tested_record_is_done_for_the_next_run_and_audited(
+    hub: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sink.cli import main
+
+    rows = [{"token_label": f"tested-{n}", "scopes": "repo:read"} for n in range(2)]
+    config = {
+        "connection": {"identifier": "alice", "secret_env": "SINK_TEST_SECRET"},
+        "template": "create-personal-access-token",
+        "key_field": "token_label",
+    }
+    path = write_config(tmp_path, config, rows)
+    monkeypatch.setenv("SINK_TEST_SECRET", ALICE_PASSWORD)
+    assert main(["test", str(path), "--record", "1", "--base-url", hub.url]) == 0
+    assert main(["run", str(path), "--base-url", hub.url]) == 0
+    alice = next(u for u in hub.state()["users"] if u["username"] == "alice")
+    labels = sorted(t["label"] for t in alice["tokens"] if t["label"].startswith("tested-"))
+    assert labels == ["tested-0", "tested-1"]  # the tested one was not created twice
+    audit = lines(tmp_path / "out" / "dest-audit.jsonl")
+    assert sum(1 for line in audit if line.get("method") == "POST") == 2
+    vault = lines(tmp_path / "out" / "dest-vault.jsonl")
+    assert sorted(line["key"] for line in vault) == ["tested-0", "tested-1"]
+
+
+def test_a_test_resolves_team_names_like_a_run(
+    hub: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sink.cli import main
+
+    config = {
+        "connection": {"identifier": "acme", "secret_env": "SINK_TEST_SECRET"},
+        "template": "grant-team-repository",
+        "settings": {"namespace": "acme"},
+    }
+    rows = [{"repository": "web", "team": "developers", "permission": "read"}]
+    path = write_config(tmp_path, config, rows)
+    monkeypatch.setenv("SINK_TEST_SECRET", OAT)
+    assert main(["test", str(path), "--base-url", hub.url]) == 0
+    posts = [r for r in hub.requests() if r["method"] == "POST" and r["path"].endswith("/groups")]
+    assert len(posts) == 1
+
+
+def test_a_hand_edited_body_is_kept_under_its_own_key(
+    hub: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sink.cli import main
+    from sink.ledger import Ledger
+
+    connection = {"connection": {"identifier": "acme", "secret_env": "SINK_TEST_SECRET"}}
+    path = write_config(tmp_path, {**connection, **REPO_CONFIG}, repo_rows(1, "orig"))
+    monkeypatch.setenv("SINK_TEST_SECRET", OAT)
+    body = '{"name": "edited-one", "namespace": "acme"}'
+    assert main(["test", str(path), "--body", body, "--base-url", hub.url]) == 0
+    with Ledger(tmp_path / "dest.ledger.sqlite") as ledger:
+        states = ledger.states(["orig-0000"])
+    assert states == {}  # record 1 itself was not sent: the next run sends it
+    assert "edited-one" in repositories(hub)

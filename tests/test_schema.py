@@ -820,6 +820,7 @@ def test_checker_agrees_with_json_schema(op: Operation, data: st.DataObject) -> 
     assert check(result) == result
     orjson.dumps(result)
     assert jsonschema.Draft202012Validator(strict_json_schema(op.body_schema)).is_valid(result)
-    # The checker hands back the very object when it had nothing to coerce.
-    if exact:
+    # The checker hands back the very object when it had nothing to coerce (an integral
+    # float such as 0.0, which JSON Schema counts as an integer, it sends as 0).
+    if exact and orjson.dumps(result) == orjson.dumps(body):
         assert result is body

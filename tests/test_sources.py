@@ -357,10 +357,15 @@ def test_jsonl_blank_lines_are_skipped_but_counted(tmp_path: Path) -> None:
 # Input that cannot be read at all ---------------------------------------------------------------
 
 
-def test_invalid_utf8_in_csv_names_file_line_and_offset(tmp_path: Path) -> None:
-    path = _write(tmp_path, "x.csv", b"name,n\nalpha,1\nbeta,\xff\xfe\n")
-    with pytest.raises(SourceError, match=r"x\.csv: invalid UTF-8 at line 3 \(byte offset 20\)"):
-        _items(path)
+def test_invalid_utf8_in_csv_rejects_that_row_and_goes_on(tmp_path: Path) -> None:
+    path = _write(tmp_path, "x.csv", b"name,n\nalpha,1\nbeta,\xff\xfe\ngamma,3\n")
+    items = _items(path)
+    assert [type(item) for item in items] == [Record, BadRow, Record]
+    bad = items[1]
+    assert isinstance(bad, BadRow) and (bad.index, bad.line) == (1, 3)
+    assert "invalid UTF-8 in column 'n'" in bad.error
+    assert bad.raw == "beta,\ufffd\ufffd"
+    assert items[2] == Record(2, {"name": "gamma", "n": "3"})
 
 
 def test_invalid_utf8_in_a_ragged_csv_row(tmp_path: Path) -> None:
@@ -369,11 +374,22 @@ def test_invalid_utf8_in_a_ragged_csv_row(tmp_path: Path) -> None:
         _items(path)
 
 
-def test_invalid_utf8_in_csv_from_stdin_names_the_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    data = b"name,n\n" + b"alpha,1\n" * 10 + b"beta,\xff\n"
+def test_invalid_utf8_in_csv_from_stdin_rejects_the_row_by_its_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = b"name,n\n" + b"alpha,1\n" * 10 + b'beta,"two\nlines \xff"\n' + b"omega,9\n"
     monkeypatch.setattr(sys, "stdin", _Stdin(data))
-    with pytest.raises(SourceError, match=r"<stdin>, line 12: invalid UTF-8"):
-        _items("-", "csv")
+    items = _items("-", "csv")
+    bad = [item for item in items if isinstance(item, BadRow)]
+    assert [(b.index, b.line) for b in bad] == [(10, 12)]
+    assert bad[0].raw == 'beta,"two\nlines \ufffd"'
+    assert items[-1] == Record(11, {"name": "omega", "n": "9"})
+
+
+def test_a_header_that_is_not_utf8_stops(tmp_path: Path) -> None:
+    path = _write(tmp_path, "x.csv", b"na\xffme,n\nalpha,1\n")
+    with pytest.raises(SourceError, match=r"x\.csv, line 1: the header is not valid UTF-8"):
+        _items(path)
 
 
 def test_truncated_parquet(tmp_path: Path) -> None:
@@ -611,3 +627,223 @@ def test_the_default_cap_is_a_mebibyte() -> None:
     big = b'{"n": "' + b"x" * (1 << 20) + b'"}\n'
     [item] = read_records(io.BytesIO(big), "jsonl")
     assert isinstance(item, BadRow) and "longer than 1,048,576 bytes" in item.error
+
+
+# Bad input never merges or drops records silently ---------------------------------------------
+
+
+@pytest.mark.parametrize("tail", [b"", b"3,z\n4,w\n", b"3,z\n4,w", b"3,z\r\n4,w\r\n"])
+def test_an_unterminated_quote_stops_at_the_line_where_it_opens(
+    tmp_path: Path, tail: bytes
+) -> None:
+    path = _write(tmp_path, "x.csv", b'name,n\nalpha,1\nbeta,"two\n' + tail)
+    with pytest.raises(SourceError, match=r"x\.csv, line 3: a quoted value opens on this line"):
+        _items(path)
+
+
+def test_an_unterminated_quote_after_many_blocks_and_multiline_values(tmp_path: Path) -> None:
+    rows = b"".join(b'r%d,"multi\nline %d"\n' % (i, i) for i in range(20_000))
+    path = _write(tmp_path, "x.csv", b"name,n\n" + rows + b'bad,"open\n' + b"later,1\n" * 50)
+    with pytest.raises(SourceError, match=r"line 40002: a quoted value opens on this line"):
+        _items(path)
+
+
+def test_a_quote_closed_by_a_later_rows_quote_is_not_folded(tmp_path: Path) -> None:
+    data = b'name,n\nalpha,"one\nbeta,2\ngamma,"three"\ndelta,4\n'
+    with pytest.raises(SourceError, match=r"line 2: .* closing quote on line 4 is followed"):
+        _items(_write(tmp_path, "x.csv", data))
+
+
+def test_an_unterminated_quote_on_stdin_and_in_tsv(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", _Stdin(b'name\tn\nalpha\t"1\nbeta\t2\n'))
+    with pytest.raises(SourceError, match=r"<stdin>, line 2: a quoted value opens"):
+        _items("-", "tsv")
+
+
+def test_quoted_line_breaks_that_are_closed_still_read(tmp_path: Path) -> None:
+    data = b'name,n\nalpha,"a ""quoted""\nvalue, with a comma"\nbeta,"x\r\ny"\ngamma,5\'6"\n'
+    assert _data(_items(_write(tmp_path, "x.csv", data))) == [
+        (0, {"name": "alpha", "n": 'a "quoted"\nvalue, with a comma'}),
+        (1, {"name": "beta", "n": "x\r\ny"}),
+        (2, {"name": "gamma", "n": "5'6\""}),
+    ]
+
+
+def test_jsonl_integers_beyond_64_bits_stay_exact() -> None:
+    big = 2**70 + 1
+    data = b'{"a": %d, "b": 9007199254740993, "c": -%d, "d": [%d], "e": 1.5}\n' % (big, big, big)
+    [record] = read_records(io.BytesIO(data), "jsonl")
+    assert isinstance(record, Record)
+    assert record.data == {"a": big, "b": 2**53 + 1, "c": -big, "d": [big], "e": 1.5}
+    assert type(record.data["a"]) is int
+
+
+def test_parquet_int64_stays_int(tmp_path: Path) -> None:
+    table = pa.table({"n": pa.array([2**63 - 1, 2**53 + 1], pa.int64())})
+    items = _items(_write(tmp_path, "n.parquet", _parquet_bytes(table)))
+    assert _data(items) == [(0, {"n": 2**63 - 1}), (1, {"n": 2**53 + 1})]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"name\tn\nalpha\t1\n", [(0, {"name": "alpha", "n": "1"})]),
+        (b"name,n\nalpha,1\n", [(0, {"name": "alpha", "n": "1"})]),
+    ],
+)
+@pytest.mark.parametrize("pipe", [True, False])
+def test_stdin_tells_tsv_from_csv(
+    monkeypatch: pytest.MonkeyPatch, data: bytes, expected: list[Any], pipe: bool
+) -> None:
+    monkeypatch.setattr(sys, "stdin", _Stdin(data, pipe=pipe))
+    assert _data(_items("-")) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("r.csv", b'{"name": "alpha"}\n{"name": "beta"}\n', "first line is a JSON object"),
+        ("r.tsv", b'\n{"name": "alpha"}\n', "first line is a JSON object"),
+        ("r.csv", b"\x00" * (3 << 20), "NUL bytes"),
+        ("r.csv", "name,n\nalpha,1\n".encode("utf-16"), "NUL bytes"),
+        ("r.csv", b"name\tn\nalpha\t1\n", "separated by tabs"),
+        ("r.tsv", b"name,n\nalpha,1\n", "separated by commas"),
+        ("r.jsonl", b"name,n\nalpha,1\n", "looks like a CSV header"),
+        ("r.csv", _parquet_bytes(pa.table({"name": ["alpha"]})), "Parquet"),
+        ("r.jsonl", gzip.compress(b'{"name": "alpha"}\n'), "gzip"),
+    ],
+)
+def test_a_file_that_is_not_its_named_format_is_refused(
+    tmp_path: Path, name: str, data: bytes, message: str
+) -> None:
+    path = _write(tmp_path, name, data)
+    with pytest.raises(SourceError, match=rf"r\.\w+ is not [A-Za-z ]+: .*{message}"):
+        _items(path)
+
+
+def test_a_nul_file_on_stdin_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", _Stdin(b"\x00" * (1 << 20), pipe=True))
+    with pytest.raises(SourceError, match=r"<stdin> is not CSV: it holds NUL bytes"):
+        _items("-")
+
+
+# Through the pipeline and the command line ------------------------------------------------------
+
+
+def test_prepare_keeps_the_record_as_read_for_the_rejects() -> None:
+    from sink.outputs import reject_line
+    from sink.pipeline import prepare
+
+    rows = [Record(0, {"name": "alpha", "note": "internal", "_sink_error": "old"})]
+    [record] = prepare(rows, exclude=["note"], key_field="name")
+    assert isinstance(record, Record)
+    assert record.data == {"name": "alpha"}
+    assert sources.as_read(record.data) == {
+        "name": "alpha",
+        "note": "internal",
+        "_sink_error": "old",
+    }
+    line = reject_line(record.data, "refused", None, 0, record.key)
+    assert line["note"] == "internal" and line["_sink_error"] == "refused"
+
+
+def test_prepare_rejects_a_replayed_unreadable_row_again() -> None:
+    from sink.model import Rejected
+    from sink.pipeline import prepare
+
+    rows = [Record(0, {"_sink_raw": "a,b,c", "_sink_error": "line 2: expected 2 columns"})]
+    [rejected] = prepare(rows, key_field="name")
+    assert isinstance(rejected, Rejected)
+    assert rejected.raw == "a,b,c" and rejected.data is None
+
+
+def _cli_config(tmp_path: Path, rows: bytes, **extra: Any) -> Path:
+    import yaml
+
+    (tmp_path / "records.csv").write_bytes(rows)
+    data = {
+        "connection": {"identifier": "acme", "secret_env": "SINK_TEST_SECRET"},
+        "template": "create-repository",
+        "settings": {"namespace": "acme"},
+        "input": "records.csv",
+        "rejects": "rejects.jsonl",
+        **extra,
+    }
+    path = tmp_path / "dest.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _rejects(tmp_path: Path) -> list[dict[str, Any]]:
+    import orjson
+
+    text = (tmp_path / "rejects.jsonl").read_bytes()
+    return [orjson.loads(line) for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("rows", [b"", b"\n\n", b"name\n", b"name,description\n\n"])
+def test_run_of_an_empty_input_warns_and_exits_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], rows: bytes
+) -> None:
+    from sink.cli import ExitCode, main
+    from sink.hubsim import Simulator
+    from tests.seed import OAT
+
+    monkeypatch.setenv("SINK_TEST_SECRET", OAT)
+    path = _cli_config(tmp_path, rows)
+    with Simulator() as hub:
+        code = main(["run", str(path), "--base-url", hub.url])
+        assert main(["preview", str(path)]) == ExitCode.OK
+    err = capsys.readouterr().err
+    assert code == ExitCode.REJECTED
+    assert "the input has no records: nothing was sent" in err
+    assert err.count("the input has no records") == 2  # the run, then the preview
+
+
+def test_run_stops_with_exit_two_on_an_unterminated_quote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sink.cli import ExitCode, main
+    from sink.hubsim import Simulator
+    from tests.seed import OAT
+
+    monkeypatch.setenv("SINK_TEST_SECRET", OAT)
+    rows = b'name,description\nrepo-a,"fine"\nrepo-b,"oops\nrepo-c,x\nrepo-d,y\nrepo-e,z\n'
+    path = _cli_config(tmp_path, rows)
+    with Simulator() as hub:
+        assert main(["preview", str(path)]) == ExitCode.STOPPED
+        code = main(["run", str(path), "--base-url", hub.url])
+        created = [r["name"] for r in hub.state()["repositories"] if r["namespace"] == "acme"]
+    assert code == ExitCode.STOPPED
+    assert "repo-c" not in created and "repo-e" not in created
+    assert "line 3: a quoted value opens on this line" in capsys.readouterr().err
+
+
+def test_rejects_hold_raw_lines_excluded_columns_and_bad_utf8_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sink.cli import ExitCode, main
+    from sink.hubsim import Simulator
+    from tests.seed import OAT
+
+    monkeypatch.setenv("SINK_TEST_SECRET", OAT)
+    rows = (
+        b"name,description,owner\n"
+        b"repo-ok,fine,ann\n"
+        b"repo-ragged,too,many,cells\n"
+        b"Bad_Name,invalid,bob\n"
+        b"repo-\xff,bytes,cy\n"
+        b"repo-last,fine,dee\n"
+    )
+    path = _cli_config(tmp_path, rows, exclude=["owner"])
+    with Simulator() as hub:
+        code = main(["run", str(path), "--base-url", hub.url])
+        created = {r["name"] for r in hub.state()["repositories"] if r["namespace"] == "acme"}
+    assert code == ExitCode.REJECTED
+    assert {"repo-ok", "repo-last"} <= created
+    by_index = {line["_sink_index"]: line for line in _rejects(tmp_path)}
+    assert by_index[1]["_sink_raw"] == "repo-ragged,too,many,cells"
+    assert "expected 3 columns, got 4" in by_index[1]["_sink_error"]
+    assert by_index[2]["name"] == "Bad_Name" and by_index[2]["owner"] == "bob"
+    assert by_index[3]["_sink_raw"] == "repo-\ufffd,bytes,cy"
+    assert "invalid UTF-8" in by_index[3]["_sink_error"]

@@ -881,3 +881,50 @@ def test_sample_names_fit_the_simulator_seed() -> None:
 def read_column(name: str, column: str) -> list[str]:
     with (SAMPLES / name).open(newline="", encoding="utf-8") as handle:
         return [row[column] for row in csv.DictReader(handle)]
+
+
+def test_a_template_takes_the_settings_its_values_read() -> None:
+    for template in REGISTRY:
+        assert set(template.example_settings) <= set(template.settings_fields), template.id
+    invite = REGISTRY.get("bulk-invite")
+    assert invite.settings_fields == ("org", "dry_run")
+
+
+def test_an_unparsable_expression_is_a_config_error() -> None:
+    from sink.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="does not parse"):
+        references(iter(["{{ record.name "]), "record")
+
+
+@pytest.mark.parametrize("template_id", REQUIRED_IDS)
+def test_required_columns_are_the_fields_without_which_a_record_is_rejected(
+    template_id: str, tmp_path: Path
+) -> None:
+    """What :mod:`sink.columns` calls required is what the renderer cannot do without: the
+    example record less a required field is rejected, less an optional one renders."""
+    from sink.columns import Columns, check, needs
+    from sink.config import parse_config
+    from sink.destination import bind
+
+    template = REGISTRY.get(template_id)
+    config = {
+        "connection": {"identifier": "acme", "secret_env": "X"},
+        "template": template.id,
+        "settings": dict(template.example_settings),
+    }
+    destination = bind(parse_config(config), tmp_path)
+    example = dict(template.example)
+    assert check(destination, Columns(tuple(example), "the example")).problems == []
+    required = {n.name for n in needs(destination) if n.required and not n.alternatives}
+    for need in needs(destination):
+        if need.name not in example or need.alternatives:
+            continue
+        record = Record(0, {k: v for k, v in example.items() if k != need.name}, key="k")
+        if need.name in required:
+            with pytest.raises((RenderError, SchemaViolation)):
+                destination.renderer.render(record)
+            found = check(destination, Columns(tuple(record.data), "the example"))
+            assert any(f"record.{need.name}" in p for p in found.problems), need
+        else:
+            destination.renderer.render(record)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
 from sink.hubsim import (
@@ -18,7 +19,7 @@ from sink.hubsim import (
 )
 from sink.hubsim.faults import FaultConfig, Faults, fault_config
 from sink.hubsim.hub import Hub
-from sink.hubsim.layer import HubLayer, RequestLog
+from sink.hubsim.layer import HubLayer, RequestLog, client_left
 from sink.hubsim.web import Router
 
 HUB_ROUTES = [
@@ -63,7 +64,10 @@ class SimApp:
                 message = await receive()
             await send({"type": "lifespan.shutdown.complete"})
             return
-        await self._asgi(scope, receive, send)
+        try:
+            await self._asgi(scope, receive, send)
+        except ClientDisconnect:  # a control route's client left (the Hub routes log it too)
+            client_left(scope)
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state in the seed format."""

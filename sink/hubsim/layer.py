@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sink.hubsim.faults import Decision, Faults
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
     from sink.hubsim.hub import Hub
 
 CONTROL_PREFIX = "/_sim"
+LOG = logging.getLogger("sink.hubsim")
+"""One quiet line (INFO) per client that left before its request was read; `sink hubsim`
+prints them."""
 _JSON = (b"content-type", b"application/json")
 _HTML = (b"content-type", b"text/html; charset=utf-8")
 _THROTTLED = orjson.dumps(
@@ -123,7 +128,13 @@ class HubLayer:
             if decision.quota_headers
             else []
         )
-        status = await self._serve(scope, receive, send, decision, extra)
+        labels = decision.labels
+        try:
+            status = await self._serve(scope, receive, send, decision, extra)
+        except ClientDisconnect:
+            client_left(scope)
+            status = None
+            labels = (*labels, "client_left")  # its request was never read whole: no effect
         named = scope.get("hubsim.credential") or (
             credential if not credential.startswith("ip:") else "anonymous"
         )
@@ -134,7 +145,7 @@ class HubLayer:
             scope.get("query_string", b"").decode("latin-1"),
             status,
             named,
-            decision.labels,
+            labels,
         )
 
     async def _serve(
@@ -192,6 +203,14 @@ class HubLayer:
         content_type, body = _ERROR_BODIES.get(status, _ERROR_BODIES[500])
         await _answer(send, status, [*extra, content_type], body)
         return status
+
+
+def client_left(scope: Scope) -> None:
+    """Log, in one line and without a traceback, a client that left before its request was
+    read whole (its timeout, a Ctrl-C): there is no one to answer."""
+    client = scope.get("client")
+    who = f"{client[0]}:{client[1]}" if client else "a client"
+    LOG.info("%s left before its request was read: %s %s", who, scope["method"], scope["path"])
 
 
 async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:

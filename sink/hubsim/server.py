@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ import uvicorn
 
 from sink.hubsim.app import SimApp
 from sink.hubsim.faults import FaultConfig, fault_config
+from sink.hubsim.layer import LOG
 
 T = TypeVar("T")
 Seed = str | Path | dict[str, Any] | None
@@ -328,6 +330,16 @@ def run_blocking(
     asyncio.run(main())
 
 
+def _quiet_lines_to_stderr() -> None:
+    """The simulator's one-line notes (a client that left mid-request) on stderr, once."""
+    if not LOG.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("hubsim: %(message)s"))
+        LOG.addHandler(handler)
+        LOG.setLevel(logging.INFO)
+        LOG.propagate = False
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 0,
@@ -341,6 +353,7 @@ def serve(
 ) -> None:
     """Serve in the foreground until SIGINT/SIGTERM, printing the URL once listening."""
     app = SimApp(seed, jwt_ttl=jwt_ttl, latency_ms=latency_ms, faults=faults, control_api=control)
+    _quiet_lines_to_stderr()
 
     def announce(url: str) -> None:
         print(f"Docker Hub simulator listening on {url}", flush=True)

@@ -3,9 +3,12 @@ seeds (default, sample, dict, state dumps)."""
 
 from __future__ import annotations
 
+import logging
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -158,3 +161,55 @@ def test_dropped_connection_under_each_http_implementation(http: str) -> None:
             c.post("/v2/auth/token", json={"identifier": "solo", "secret": "solo-password-1"})
         assert not isinstance(caught.value, httpx.TimeoutException)
         assert c.get("/_sim/health").json() == {"ok": True}
+
+
+def leave_mid_request(url: str, token: str, path: str) -> None:
+    """Send a request's headers and half its body, then close the connection."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(head.encode() + b'{"name": "qa"')
+        time.sleep(0.2)  # the route is waiting for the rest of the body
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_a_client_leaving_mid_request_is_one_quiet_line(
+    http: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if http == "httptools":
+        pytest.importorskip("httptools")
+    caplog.set_level(logging.INFO)
+    with Simulator(TINY, http=http) as sim, httpx.Client(base_url=sim.url) as c:
+        token = exchange(c, "solo", "solo-password-1")
+        leave_mid_request(sim.url, token, "/v2/orgs/tiny/groups")
+        for _ in range(200):  # the server notices the disconnection soon after
+            if any("left before" in r.getMessage() for r in caplog.records):
+                break
+            time.sleep(0.01)
+        assert c.get("/_sim/health").json() == {"ok": True}
+        assert sim.requests()[-1]["status"] is None
+    lines = [r for r in caplog.records if "left before its request was read" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO and lines[0].exc_info is None
+    assert "POST /v2/orgs/tiny/groups" in lines[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_module_cli_prints_one_line_for_a_client_that_left() -> None:
+    command = [sys.executable, "-m", "sink.hubsim", "--port", "0"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None and process.stderr is not None
+        url = process.stdout.readline().decode().strip().rsplit(" ", 1)[1]
+        with httpx.Client(base_url=url) as c:
+            token = exchange(c, "alice", PASSWORDS["alice"])
+            leave_mid_request(url, token, "/v2/orgs/acme/groups")
+            time.sleep(0.3)
+            assert c.get("/_sim/health").status_code == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        errors = process.stderr.read().decode()
+    assert "Traceback" not in errors and "ClientDisconnect" not in errors
+    assert errors.count("hubsim: ") == 1
+    assert "left before its request was read: POST /v2/orgs/acme/groups" in errors
