@@ -129,6 +129,19 @@ def render_stream(
     Per-record mode keeps the input order. Batches are cut by the batching settings alone
     (see :class:`Rendering`), so a preview shows the requests a run sends.
     """
+    renderer = destination.renderer
+    if not renderer.batched and not with_records:
+        # The common preview: one request per record, nothing to carry (the hot loop).
+        render = renderer.render
+        for record in records:
+            if isinstance(record, Rejected):
+                yield record
+                continue
+            try:
+                yield render(record)
+            except RejectRecord as exc:
+                yield _rejected(record, exc)
+        return
     rendering = Rendering(destination)
     for item in itertools.chain(rendering.feed(records), rendering.finish()):
         if with_records or isinstance(item, Rejected):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import orjson
 
@@ -15,6 +15,9 @@ from sink.guard import offline_verdict
 from sink.model import Record, Rejected, Request
 from sink.pipeline import render_stream
 from sink.resolve import Resolver
+
+if TYPE_CHECKING:
+    from sink.config import PolicyConfig
 
 
 @dataclass
@@ -61,27 +64,18 @@ def preview(
     buffer: list[bytes] = []
     requests = carried = 0
     policy = config.policy
-    for rendered in render_stream(destination, records, with_records=True):
-        if isinstance(rendered, Rejected):
+    # Without a policy, only requests under an organization's members, teams or SCIM can
+    # change its owners: a template elsewhere (create-repository) needs no guard at all.
+    template = destination.template
+    guarded = policy is not None or template is None or template.path.startswith(_OWNER_PATHS)
+    for item in render_stream(destination, records):
+        if isinstance(item, Rejected):
             report.rejected_count += 1
             if len(report.rejected) < keep_rejected:
-                report.rejected.append(rendered)
+                report.rejected.append(item)
             continue
-        item, carried_records = rendered
-        # The run's guard, as far as it decides without Docker Hub.
-        refusal, undecided = offline_verdict(policy, item)
-        if refusal is not None:
-            report.refused += len(carried_records)
-            for record in carried_records:
-                report.rejected_count += 1
-                if len(report.rejected) < keep_rejected:
-                    error = f"refused: {refusal}"
-                    report.rejected.append(Rejected(record.index, record.data, error, record.key))
+        if guarded and _guard_refuses(policy, item, report, keep_rejected):
             continue
-        if undecided is not None:
-            report.undecided_count += 1
-            if len(report.undecided) < keep_rejected:
-                report.undecided.append((carried_records[0].index, undecided))
         requests += 1
         carried += len(item.indexes)
         if limit is None or requests <= limit:
@@ -96,6 +90,26 @@ def preview(
     return report
 
 
+def _guard_refuses(
+    policy: PolicyConfig | None, request: Request, report: PreviewReport, keep: int
+) -> bool:
+    """Apply the run's guard as far as it decides without Docker Hub: count a refusal (True)
+    or note what only Hub can decide at send time."""
+    refusal, undecided = offline_verdict(policy, request)
+    if refusal is not None:
+        report.refused += len(request.indexes)
+        for index, key in zip(request.indexes, request.keys, strict=False):
+            report.rejected_count += 1
+            if len(report.rejected) < keep:
+                report.rejected.append(Rejected(index, None, f"refused: {refusal}", key))
+        return True
+    if undecided is not None:
+        report.undecided_count += 1
+        if len(report.undecided) < keep:
+            report.undecided.append((request.indexes[0] if request.indexes else 0, undecided))
+    return False
+
+
 def _with_placeholders(
     records: Iterator[Record | Rejected], resolver: Resolver
 ) -> Iterator[Record | Rejected]:
@@ -104,6 +118,8 @@ def _with_placeholders(
             resolver.preview(record)
         yield record
 
+
+_OWNER_PATHS = ("/v2/orgs/", "/v2/scim/")
 
 REDACTED_AUTH = ("Authorization", "Bearer ***")
 

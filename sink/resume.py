@@ -9,7 +9,6 @@ effect is not there (or cannot be there twice) go on to be sent.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 
 import orjson
 
@@ -54,7 +53,7 @@ class Resume:
         # With a key field, two records may share a key and differ: the first of each key this
         # run saw (its position and a digest of its values) tells a repeat from a conflict.
         # Without one, the key is a digest of the values, so a repeated key is a repeat.
-        self._first: dict[str, tuple[int, bytes]] | None = (
+        self._first: dict[str, tuple[int, int]] | None = (
             {} if destination.config.key_field else None
         )
 
@@ -105,9 +104,9 @@ class Resume:
         without a key, so the ledger keeps the earlier record's state."""
         if self._first is None:
             return None
-        digest = hashlib.blake2b(
-            orjson.dumps(record.data, option=orjson.OPT_SORT_KEYS, default=str), digest_size=8
-        ).digest()
+        # A 64-bit hash of the values as read (one input keeps one column order): cheap for
+        # every record; a collision could only take a conflict for a repeat.
+        digest = hash(orjson.dumps(record.data, default=str))
         first = self._first.setdefault(record.key, (record.index, digest))
         if first[1] == digest:
             return None
