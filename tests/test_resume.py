@@ -9,7 +9,7 @@ import httpx
 import pytest
 import yaml
 
-from sink.destination import open_destination
+from sink.destination import Destination, open_destination
 from sink.hub import HubReader
 from sink.ledger import DONE, FAILED, SENT, Ledger
 from sink.model import Record, Rejected
@@ -20,16 +20,30 @@ from sink.resume import Resume
 THERE = {"kept", "again"}  # repositories the fake Hub has
 
 
-@pytest.mark.anyio
-async def test_past_runs_are_settled_before_sending(tmp_path: Path) -> None:
+def repositories(folder: Path) -> Destination:
+    """A create-repository destination keyed by name."""
     config = {
         "connection": {"identifier": "acme", "secret_env": "SINK_TEST_SECRET"},
         "template": "create-repository",
         "settings": {"namespace": "acme"},
         "key_field": "name",
     }
-    (tmp_path / "dest.yaml").write_text(yaml.safe_dump(config))
-    destination = open_destination(tmp_path / "dest.yaml")
+    (folder / "dest.yaml").write_text(yaml.safe_dump(config))
+    return open_destination(folder / "dest.yaml")
+
+
+def outputs(folder: Path) -> Recorder:
+    redactor = Redactor()
+    return Recorder(
+        ResponsesFile(folder / "r.jsonl", redactor=redactor),
+        RejectsFile(folder / "x.jsonl", redactor=redactor),
+        vault=None,
+    )
+
+
+@pytest.mark.anyio
+async def test_past_runs_are_settled_before_sending(tmp_path: Path) -> None:
+    destination = repositories(tmp_path)
     looked_up: list[str] = []
 
     def hub(request: httpx.Request) -> httpx.Response:
@@ -43,12 +57,7 @@ async def test_past_runs_are_settled_before_sending(tmp_path: Path) -> None:
         if state != SENT:
             ledger.settle(key, "create-repository", state)
     ledger.flush()
-    redactor = Redactor()
-    recorder = Recorder(
-        ResponsesFile(tmp_path / "r.jsonl", redactor=redactor),
-        RejectsFile(tmp_path / "x.jsonl", redactor=redactor),
-        vault=None,
-    )
+    recorder = outputs(tmp_path)
     async with httpx.AsyncClient(transport=httpx.MockTransport(hub)) as client:
         resume = Resume(destination, HubReader(client), ledger, recorder, started=time.time())
         chunk: list[Record | Rejected] = [
@@ -68,21 +77,9 @@ async def test_past_runs_are_settled_before_sending(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_a_repeated_key_with_other_values_is_a_conflict(tmp_path: Path) -> None:
-    config = {
-        "connection": {"identifier": "acme", "secret_env": "SINK_TEST_SECRET"},
-        "template": "create-repository",
-        "settings": {"namespace": "acme"},
-        "key_field": "name",
-    }
-    (tmp_path / "dest.yaml").write_text(yaml.safe_dump(config))
-    destination = open_destination(tmp_path / "dest.yaml")
+    destination = repositories(tmp_path)
     ledger = Ledger(tmp_path / "dest.ledger.sqlite")
-    redactor = Redactor()
-    recorder = Recorder(
-        ResponsesFile(tmp_path / "r.jsonl", redactor=redactor),
-        RejectsFile(tmp_path / "x.jsonl", redactor=redactor),
-        vault=None,
-    )
+    recorder = outputs(tmp_path)
     async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(404))) as c:
         resume = Resume(destination, HubReader(c), ledger, recorder, started=time.time())
         rows = [{"name": "api"}, {"name": "api"}, {"name": "api", "description": "other"}]
