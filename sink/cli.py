@@ -157,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-url",
         help="preview for this Docker Hub (e.g. a `sink hubsim` URL) instead of the config's",
     )
+    preview.add_argument(
+        "--online",
+        action="store_true",
+        help="also do the run's read-only steps on Docker Hub (team ids, membership, the "
+        "last-owner check, effect look-ups) and say per record what the run would do; needs "
+        "the connection's secret; sends nothing that writes",
+    )
     preview.set_defaults(handler=cmd_preview)
 
     run = commands.add_parser(
@@ -316,7 +323,22 @@ def cmd_preview(args: argparse.Namespace) -> ExitCode:
     )
     out.flush()
     describe.print_preview_report(destination, report, shown=limit)
-    return ExitCode.REJECTED if report.rejected_count else ExitCode.OK
+    trouble = bool(report.rejected_count)
+    if args.online:
+        import asyncio
+
+        from sink.credentials import resolve
+        from sink.online import preview_online
+
+        credentials = resolve(
+            destination.config.connection, destination.folder, base_url=destination.base_url
+        )
+        online = asyncio.run(
+            preview_online(destination, credentials, source, input_format=args.input_format)
+        )
+        describe.print_online_report(online)
+        trouble = trouble or bool(online.counts.get("refuse") or online.counts.get("reject"))
+    return ExitCode.REJECTED if trouble else ExitCode.OK
 
 
 def cmd_run(args: argparse.Namespace) -> ExitCode:

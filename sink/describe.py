@@ -16,6 +16,7 @@ from sink.errors import SinkError
 if TYPE_CHECKING:
     from sink.destination import Destination
     from sink.ledger import Entry
+    from sink.online import OnlineReport
     from sink.preview import PreviewReport
     from sink.run import RunSummary, TestResult
     from sink.templates import EndpointTemplate, Registry
@@ -217,6 +218,20 @@ def print_preview_report(
             f"[bold red]Destructive:[/bold red] {plural(report.requests, 'request')} would run "
             f"'{what}'. A run needs --yes or allow_destructive: true."
         )
+
+
+def print_online_report(report: OnlineReport) -> None:
+    """What a run would do with each record, after the read-only steps on Docker Hub."""
+    console = _console(stderr=True)
+    labels = {"send": "would send", "skip": "already in place", "refuse": "refused"}
+    for verdict in report.verdicts:
+        if verdict.action == "send" and not verdict.why:
+            continue
+        label = labels.get(verdict.action, "invalid")
+        why = f": {printable(verdict.why)}" if verdict.why else ""
+        console.print(f"[bold]{label}[/bold] record {verdict.position + 1}{why}")
+    parts = [f"{count} {labels.get(action, 'invalid')}" for action, count in report.counts.items()]
+    console.print(f"Online (read-only, nothing written): {', '.join(parts) or 'no records'}.")
 
 
 def print_run_summary(destination: Destination, summary: RunSummary) -> None:

@@ -383,7 +383,7 @@ async def _run_locked(
     config = destination.config
     started = time.monotonic()
     redactor = Redactor([credentials.secret])
-    client = _client(credentials, redactor, config, config.concurrency, options.transport)
+    client = dispatch_client(credentials, redactor, config, config.concurrency, options.transport)
     async with client:
         state = _Run(destination, credentials, options, outputs, client, redactor)
         summary = RunSummary(state.counts, outputs)
@@ -425,7 +425,7 @@ async def _run_locked(
     return summary
 
 
-def _client(
+def dispatch_client(
     credentials: Credentials,
     redactor: Redactor,
     config: DestinationConfig,
@@ -558,7 +558,7 @@ async def send_one_async(
     config = destination.config
     with run_lock(outputs.ledger):
         redactor = Redactor([credentials.secret])
-        async with _client(credentials, redactor, config, 1, transport) as client:
+        async with dispatch_client(credentials, redactor, config, 1, transport) as client:
             state = _Run(destination, credentials, options, outputs, client, redactor)
             refused: list[Rejected] = []
             state.core.on_reject = refused.append
