@@ -26,6 +26,7 @@ import httpx
 import orjson
 
 from sink.errors import CredentialsError, RetryLater, StopRun, Throttled
+from sink.origin import url_origin
 from sink.pacing import retry_after
 from sink.redact import Redactor
 
@@ -80,7 +81,7 @@ class HubAuth(httpx.Auth):
         self.identifier = identifier
         self._secret = secret
         self.token_url = token_url
-        self._origin = _origin_of(httpx.URL(token_url))
+        self._origin = url_origin(httpx.URL(token_url))
         self.refresh_margin = refresh_margin
         self._clock = clock
         self.redactor = redactor if redactor is not None else Redactor()
@@ -193,7 +194,7 @@ class HubAuth(httpx.Auth):
     def _check_origin(self, request: httpx.Request) -> None:
         """Refuse to sign a request to anywhere but the token exchange's origin: the bearer
         is as good as the credential, and it goes to Docker Hub only."""
-        if _origin_of(request.url) != self._origin:
+        if url_origin(request.url) != self._origin:
             where = f"{request.url.scheme}://{request.url.netloc.decode('ascii', 'replace')}"
             raise StopRun(
                 f"refusing to send the Docker Hub credential to {where}: it goes only to the "
@@ -254,14 +255,6 @@ class HubAuth(httpx.Auth):
         response = yield request
         if response.status_code == 401:
             raise self._refused()
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _origin_of(url: httpx.URL) -> tuple[str, str, int | None]:
-    scheme = url.scheme.lower()
-    return scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(scheme)
 
 
 def _error_text(response: httpx.Response) -> str:

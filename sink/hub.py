@@ -29,6 +29,7 @@ import orjson
 from sink.classify import OAT_NOT_ALLOWED, PAT_NOT_ALLOWED, hub_message, parse_body
 from sink.errors import CredentialsError, NeedsOrgToken, RejectRecord, RetryLater, StopRun
 from sink.model import Request
+from sink.origin import url_origin
 from sink.pacing import (
     MIN_THROTTLE_WAIT,
     Pacer,
@@ -55,7 +56,6 @@ MAX_CACHED_LISTS = 512
 """Lists an effect look-up keeps at most (the oldest goes first)."""
 
 _RETRIED_STATUSES = frozenset({500, 502, 503, 504})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 ListKey = tuple[str, str | None]
@@ -75,11 +75,7 @@ def _origin(client: httpx.AsyncClient, url: str) -> httpx.URL:
 
 def same_origin(one: httpx.URL, other: httpx.URL) -> bool:
     """Whether two URLs have the same scheme, host and port (a default port equals none)."""
-    return (one.scheme, one.host, _port(one)) == (other.scheme, other.host, _port(other))
-
-
-def _port(url: httpx.URL) -> int | None:
-    return url.port if url.port is not None else _DEFAULT_PORTS.get(url.scheme)
+    return url_origin(one) == url_origin(other)
 
 
 def _shown(url: httpx.URL) -> str:

@@ -16,8 +16,7 @@ from sink.credentials import Credentials
 from sink.destination import Destination
 from sink.errors import RejectRecord
 from sink.model import Record, Rejected
-from sink.pipeline import Rendering, records
-from sink.send import Carried
+from sink.pipeline import Carried, Rendering, records
 
 
 @dataclass(frozen=True)
@@ -56,21 +55,16 @@ async def preview_online(
     from sink.hub import HubReader
     from sink.labels import with_label_check
     from sink.redact import Redactor
-    from sink.resolve import Resolver
+    from sink.resolve import resolver_for
     from sink.run import dispatch_client
     from sink.send import look_up_effect
 
     config = destination.config
-    template = destination.template
     report = OnlineReport()
     redactor = Redactor([credentials.secret])
     async with dispatch_client(credentials, redactor, config, 1, None) as client:
         reader = HubReader(client)
-        resolver = (
-            Resolver(template, config.settings, reader)
-            if template is not None and template.resolve
-            else None
-        )
+        resolver = resolver_for(destination, reader)
         guard = with_label_check(Guard(reader, config.policy), config, reader)
         rendering = Rendering(destination)
 

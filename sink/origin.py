@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import TYPE_CHECKING
 
 from sink.errors import ConfigError
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_BASE_URL = "https://hub.docker.com"
 
@@ -96,6 +100,13 @@ def origin(url: str) -> tuple[str, str, int]:
     scheme = match["scheme"].lower()
     port = match["port"]
     return scheme, match["host"].lower(), int(port) if port else _DEFAULT_PORTS[scheme]
+
+
+def url_origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of a parsed URL, lower-case, the default port filled in: two
+    URLs whose origins are equal may carry the same credential."""
+    scheme = url.scheme.lower()
+    return scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(scheme)
 
 
 def destination_base_url(

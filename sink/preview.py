@@ -14,7 +14,7 @@ from sink.destination import Destination
 from sink.guard import offline_verdict
 from sink.model import Record, Rejected, Request
 from sink.pipeline import render_stream
-from sink.resolve import Resolver
+from sink.resolve import Resolver, resolver_for
 
 if TYPE_CHECKING:
     from sink.config import PolicyConfig
@@ -54,10 +54,8 @@ def preview(
     """
     config = destination.config
     records = pipeline.records(destination, source, input_format, keyed=False)
-    template = destination.template
-    resolver = None
-    if template is not None and template.resolve:
-        resolver = Resolver(template, config.settings, None)
+    resolver = resolver_for(destination, None)
+    if resolver is not None:
         records = _with_placeholders(records, resolver)
     report = PreviewReport()
     show = format_http if style == "http" else JsonLines().format

@@ -51,24 +51,6 @@ def redact(body: Any, secret_fields: Collection[str]) -> Any:
     return body
 
 
-def find_secrets(body: Any, secret_fields: Collection[str], prefix: str = "") -> dict[str, Any]:
-    """The values of the fields named in ``secret_fields`` found in ``body`` at any depth,
-    keyed by their dotted path (``token``, ``items.0.token``). Empty values are left out."""
-    found: dict[str, Any] = {}
-    if isinstance(body, dict):
-        for key, value in body.items():
-            path = f"{prefix}{key}"
-            if key in secret_fields:
-                if value not in (None, ""):
-                    found[path] = value
-            else:
-                found.update(find_secrets(value, secret_fields, path + "."))
-    elif isinstance(body, list):
-        for position, item in enumerate(body):
-            found.update(find_secrets(item, secret_fields, f"{prefix}{position}."))
-    return found
-
-
 def looks_secret(value: Any) -> bool:
     """Whether ``value`` is a string that holds something shaped like a Docker Hub token or a
     JWT (a credential wherever it turns up)."""

@@ -18,6 +18,7 @@ from sink.templates import EndpointTemplate, Resolve
 from sink.values import ABSENT, compile_value
 
 if TYPE_CHECKING:
+    from sink.destination import Destination
     from sink.hub import HubReader
 
 PREVIEW_ID = 0
@@ -78,3 +79,12 @@ def _given(value: Any) -> bool:
 def _team(data: Mapping[str, Any]) -> str | None:
     team = data.get("team")
     return str(team) if _given(team) else None
+
+
+def resolver_for(destination: Destination, reader: HubReader | None) -> Resolver | None:
+    """The look-ups ``destination``'s template does before rendering, or None when it has
+    none; without ``reader`` (a preview) ids are placeholders."""
+    template = destination.template
+    if template is None or not template.resolve:
+        return None
+    return Resolver(template, destination.config.settings, reader)

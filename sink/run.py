@@ -46,13 +46,13 @@ from sink.outputs import (
     WebhookResponses,
 )
 from sink.pacing import Pacer
-from sink.pipeline import Rendering, records
+from sink.pipeline import Carried, Rendering, records
 from sink.progress import Progress, Snapshot
-from sink.resolve import Resolver
+from sink.resolve import resolver_for
 from sink.results import Counts, Recorder
 from sink.resume import Resume
 from sink.revoke import RevokePlan, write_revoke
-from sink.send import FLUSH, Carried, Flush, SendCore, look_up_effect
+from sink.send import FLUSH, Flush, SendCore, look_up_effect
 from sink.transport import make_client
 
 _LEDGER_CHUNK = 256  # records whose past states are read in one query
@@ -236,11 +236,7 @@ class _Run:
         )
         client.event_hooks["response"].append(self._audit_read)
         template = destination.template
-        self.resolver = (
-            Resolver(template, config.settings, self.reader)
-            if template is not None and template.resolve
-            else None
-        )
+        self.resolver = resolver_for(destination, self.reader)
         self.started = time.time()
         self.resume = Resume(
             destination,

@@ -29,10 +29,8 @@ from sink.guard import Guard
 from sink.hub import HubReader
 from sink.ledger import DONE, FAILED, REJECTED, SECRET_LOST, SENT, Ledger
 from sink.model import Outcome, Record, Rejected, Request, Status
+from sink.pipeline import Carried
 from sink.results import Recorder
-
-Carried = tuple[Request, tuple[Record, ...]]
-"""A request and the records it carries."""
 
 
 class Flush:

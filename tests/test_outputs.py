@@ -29,7 +29,7 @@ from sink.outputs import (
     vault_keys,
     webhook_url_problem,
 )
-from sink.redact import Redactor, find_secrets, redact, redact_headers
+from sink.redact import Redactor, redact, redact_headers, split_secrets
 from sink.run import RunOptions, RunSummary, run_async
 from tests.seed import OAT as ACME_OAT
 
@@ -91,9 +91,9 @@ def test_redact_replaces_secret_fields_at_any_depth_without_changing_the_input()
     assert redact(body, ()) is body
 
 
-def test_find_secrets_keys_them_by_path_and_skips_blanks() -> None:
+def test_secrets_are_keyed_by_path_and_blanks_skipped() -> None:
     body = {"token": PAT, "items": [{"token": OAT}, {"token": ""}]}
-    assert find_secrets(body, {"token"}) == {"token": PAT, "items.0.token": OAT}
+    assert split_secrets(body, {"token"})[1] == {"token": PAT, "items.0.token": OAT}
 
 
 def test_redactor_replaces_known_secrets_and_token_shapes() -> None:

@@ -18,8 +18,9 @@ from sink.hub import HubReader
 from sink.ledger import DONE, REJECTED, Ledger
 from sink.model import Record, Rejected, Request, Status
 from sink.outputs import Redactor, RejectsFile, ResponsesFile
+from sink.pipeline import Carried
 from sink.results import Recorder
-from sink.send import FLUSH, Carried, Flush, SendCore
+from sink.send import FLUSH, Flush, SendCore
 
 BASE = "https://hub.docker.com"
 
