@@ -190,6 +190,11 @@ class OwnerChange:
     what: str = ""
 
 
+OWNER_PATHS = ("/v2/orgs/", "/v2/scim/")
+"""Where every request that can change an organization's owners goes (see :func:`owner_change`):
+a template whose path starts elsewhere never needs the last-owner check."""
+
+
 def owner_change(request: Request) -> OwnerChange | None:
     """How ``request`` can change owners, or None when it cannot (pure, no I/O).
 

@@ -11,7 +11,7 @@ import orjson
 
 from sink import pipeline
 from sink.destination import Destination
-from sink.guard import offline_verdict
+from sink.guard import OWNER_PATHS, offline_verdict
 from sink.model import Record, Rejected, Request
 from sink.pipeline import render_stream
 from sink.resolve import Resolver, resolver_for
@@ -62,18 +62,23 @@ def preview(
     buffer: list[bytes] = []
     requests = carried = 0
     policy = config.policy
-    # Without a policy, only requests under an organization's members, teams or SCIM can
-    # change its owners: a template elsewhere (create-repository) needs no guard at all.
+    # Without a policy, a template whose path is not under an organization's members, teams
+    # or SCIM can only be refused for an ambiguous URL, which depends on the URL alone: each
+    # distinct URL is judged once (a create-repository preview judges one).
     template = destination.template
-    guarded = policy is not None or template is None or template.path.startswith(_OWNER_PATHS)
+    guarded = policy is not None or template is None or template.path.startswith(OWNER_PATHS)
+    clear: set[str] = set()
     for item in render_stream(destination, records):
         if isinstance(item, Rejected):
             report.rejected_count += 1
             if len(report.rejected) < keep_rejected:
                 report.rejected.append(item)
             continue
-        if guarded and _guard_refuses(policy, item, report, keep_rejected):
-            continue
+        if guarded or item.url not in clear:
+            if _guard_refuses(policy, item, report, keep_rejected):
+                continue
+            if not guarded and len(clear) < 4096:
+                clear.add(item.url)
         requests += 1
         carried += len(item.indexes)
         if limit is None or requests <= limit:
@@ -116,8 +121,6 @@ def _with_placeholders(
             resolver.preview(record)
         yield record
 
-
-_OWNER_PATHS = ("/v2/orgs/", "/v2/scim/")
 
 REDACTED_AUTH = ("Authorization", "Bearer ***")
 

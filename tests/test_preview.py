@@ -63,3 +63,17 @@ def test_removing_the_owners_team_is_refused_offline(tmp_path: Path) -> None:
     report = preview(open_destination(path), tmp_path / "records.jsonl", out=io.BytesIO())
     assert (report.requests, report.refused) == (1, 1)
     assert "every owner" in report.rejected[0].error
+
+
+def test_an_ambiguous_path_is_refused_in_preview_as_in_the_run(tmp_path: Path) -> None:
+    # Not an owners route and no policy, yet a record value that encodes a slash makes the
+    # path ambiguous: the run's guard refuses it, so the preview does too.
+    config = {"template": "update-immutable-tags", "settings": {"namespace": "acme"}}
+    rows = [
+        {"repository": "api", "enabled": "true", "rules": "v.*"},
+        {"repository": "team/../api", "enabled": "true", "rules": "v.*"},
+    ]
+    path = write(tmp_path, config, rows)
+    report = preview(open_destination(path), tmp_path / "records.jsonl", out=io.BytesIO())
+    assert (report.requests, report.refused) == (1, 1)
+    assert report.rejected[0].index == 1
