@@ -374,8 +374,8 @@ def sink_child(
     """Run sink through its library (like bench/send.py) and print its own counts."""
     import yaml
 
-    from sink.credentials import Credentials
     from sink.destination import open_destination
+    from sink.read.credentials import Credentials
     from sink.run import RunOptions, RunSummary, run_async
 
     work.mkdir(parents=True, exist_ok=True)

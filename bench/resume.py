@@ -4,7 +4,7 @@ Against the simulator in its own process (no latency, no faults), creating repos
 
 1. requests/s of ``sink run`` with the ledger as a run uses it (requests marked sent a group
    at a time, final states committed with the next group), with every write committed at once
-   (the ledger before grouping) and without a ledger (``sink.ledger.NullLedger``), each put in
+   (the ledger before grouping) and without a ledger (``sink.send.ledger.NullLedger``), each put in
    place of ``sink.run.Ledger`` in this process, alternating, several rounds each; and the
    ledger's own cost per record in isolation (``mark_sent`` + ``settle`` one record at a time,
    committed at once or batched);
@@ -36,11 +36,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sink.run
-from sink.credentials import Credentials
 from sink.destination import open_destination
 from sink.hubsim import start_process
-from sink.ledger import DONE, Ledger, NullLedger
+from sink.read.credentials import Credentials
 from sink.run import RunOptions, RunSummary, run_async
+from sink.send.ledger import DONE, Ledger, NullLedger
 
 OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"  # the simulator's fake acme token
 DATA = Path(__file__).resolve().parent / ".data"

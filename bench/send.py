@@ -28,9 +28,9 @@ from typing import Any
 import orjson
 import yaml
 
-from sink.credentials import Credentials
 from sink.destination import open_destination
 from sink.hubsim import start_process
+from sink.read.credentials import Credentials
 from sink.run import RunOptions, RunSummary, run_async
 
 OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"  # the simulator seed's fake acme token

@@ -24,12 +24,9 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from typing import TextIO
 
-    from sink.auth import HubAuth
-    from sink.cli import ExitCode
+    from sink.cli.main import ExitCode
     from sink.config import DestinationConfig, load_config, parse_config
-    from sink.credentials import Credentials
     from sink.destination import Destination, open_destination
-    from sink.dispatch import Dispatcher, DispatchStats
     from sink.errors import (
         ConfigError,
         CredentialsError,
@@ -38,27 +35,30 @@ if TYPE_CHECKING:
         SinkError,
         StopRun,
     )
-    from sink.hub import HubReader
     from sink.hubsim import Simulator
     from sink.model import LedgerState, Outcome, Record, Rejected, Request, Status
     from sink.preview import PreviewReport
     from sink.preview import preview as preview_destination
+    from sink.read.credentials import Credentials
+    from sink.read.hub import HubReader
     from sink.run import RunControl, RunOptions, RunSummary, send_one_async
     from sink.run import run as run_destination
     from sink.run import run_async as run_destination_async
-    from sink.transport import make_client
+    from sink.send.auth import HubAuth
+    from sink.send.dispatch import Dispatcher, DispatchStats
+    from sink.send.transport import make_client
 
 _HOMES = {
-    "Credentials": "sink.credentials",
+    "Credentials": "sink.read.credentials",
     "ConfigError": "sink.errors",
     "CredentialsError": "sink.errors",
     "Destination": "sink.destination",
     "DestinationConfig": "sink.config",
-    "DispatchStats": "sink.dispatch",
-    "ExitCode": "sink.cli",
-    "Dispatcher": "sink.dispatch",
-    "HubAuth": "sink.auth",
-    "HubReader": "sink.hub",
+    "DispatchStats": "sink.send.dispatch",
+    "ExitCode": "sink.cli.main",
+    "Dispatcher": "sink.send.dispatch",
+    "HubAuth": "sink.send.auth",
+    "HubReader": "sink.read.hub",
     "LedgerState": "sink.model",
     "Outcome": "sink.model",
     "PreviewReport": "sink.preview",
@@ -75,7 +75,7 @@ _HOMES = {
     "Status": "sink.model",
     "StopRun": "sink.errors",
     "load_config": "sink.config",
-    "make_client": "sink.transport",
+    "make_client": "sink.send.transport",
     "open_destination": "sink.destination",
     "parse_config": "sink.config",
     "preview_destination": "sink.preview:preview",
@@ -127,7 +127,7 @@ def resolve_credentials(destination: Destination, *, stdin: TextIO | None = None
     """The credentials of ``destination``'s connection, read from where its config says (an
     environment variable, a file, standard input or a stored connection), bound to the base
     URL its requests go to."""
-    from sink.credentials import resolve
+    from sink.read.credentials import resolve
 
     connection = destination.config.connection
     return resolve(connection, destination.folder, base_url=destination.base_url, stdin=stdin)

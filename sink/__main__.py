@@ -1,5 +1,5 @@
 """``python -m sink``: the same as the ``sink`` command."""
 
-from sink.cli import main
+from sink.cli.main import main
 
 raise SystemExit(main())

@@ -21,7 +21,7 @@ Limits on waiting and on input (see :class:`RetryConfig`):
 
 Docker Hub accepts two access tokens with the same label; a run refuses (record by record) to
 create a token whose label an active token already has, or that an earlier record of the same
-run has, unless ``allow_duplicate_labels: true`` (default false; see :mod:`sink.labels`).
+run has, unless ``allow_duplicate_labels: true`` (default false; see :mod:`sink.guard.labels`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from sink import yamltext
 from sink.errors import ConfigError
 from sink.model import Batching
 from sink.origin import DEFAULT_BASE_URL, base_url_problem, normalise
-from sink.values import parse_headers
+from sink.request.values import parse_headers
 
 
 class _Strict(BaseModel):
@@ -144,7 +144,7 @@ class ResponsesConfig(_Strict):
     @field_validator("webhook")
     @classmethod
     def _webhook_url(cls, value: str | None) -> str | None:
-        from sink.outputs import webhook_url_problem  # here: outputs is not needed to load
+        from sink.outputs.webhook import webhook_url_problem  # here: outputs is not needed to load
 
         problem = None if value is None else webhook_url_problem(value)
         if problem is not None:
@@ -166,7 +166,7 @@ class RetryConfig(_Strict):
     use up ``max_attempts``; each waits its ``Retry-After``, and at least one second).
     ``max_seconds``: the time one request may take, retries and waits included; it is also
     the longest single wait: a ``Retry-After`` (or a quota reset) further away than this, or
-    than 15 minutes (``sink.pacing.MAX_WAIT``), is not waited for: the record fails, or the run
+    than 15 minutes (``sink.send.pacing.MAX_WAIT``), is not waited for: the record fails, or the run
     stops when it is the token exchange or the whole quota that asks.
     """
 
@@ -236,7 +236,7 @@ class DestinationConfig(_Strict):
     """The largest response body read (bytes), as sent and once decoded."""
     allow_destructive: bool = False
     allow_duplicate_labels: bool = False
-    """Create a token even when a live token already has its label (see :mod:`sink.labels`)."""
+    """Create a token even when a live token already has its label (:mod:`sink.guard.labels`)."""
     policy: PolicyConfig | None = None
 
     @model_validator(mode="after")

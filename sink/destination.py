@@ -9,13 +9,13 @@ from pathlib import Path
 
 import orjson
 
-from sink import render as rendering
 from sink.config import ConnectionConfig, DestinationConfig, load_config, resolve_path
 from sink.errors import ConfigError
 from sink.model import NON_IDEMPOTENT
 from sink.origin import destination_base_url, normalise
-from sink.templates import EndpointTemplate, load_registry, references, template_strings
-from sink.values import parse_headers
+from sink.request import render as rendering
+from sink.request.templates import EndpointTemplate, load_registry, references, template_strings
+from sink.request.values import parse_headers
 
 
 @dataclass
@@ -169,7 +169,7 @@ def base_url_of(connection: ConnectionConfig, override: str | None = None) -> st
     (for ``connection: {name: ...}``), else the config's ``base_url``; checked."""
     stored = None
     if override is None and connection.name is not None:
-        from sink.connections import ConnectionStore
+        from sink.read.connections import ConnectionStore
 
         stored = ConnectionStore().info(connection.name).base_url
         given = "base_url" in connection.model_fields_set
@@ -184,7 +184,7 @@ def base_url_of(connection: ConnectionConfig, override: str | None = None) -> st
 def secrets_of(method: str, url: str) -> tuple[str, ...]:
     """The secret response fields of the endpoint ``method url`` (a manual request, its
     ``{{ }}`` values standing for one path segment each), from the template for it."""
-    from sink import schema
+    from sink.request import schema
 
     path = re.sub(r"\{\{.*?\}\}", "x", url)
     operation = schema.match_operation(method, path)

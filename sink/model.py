@@ -6,8 +6,8 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 JSONObject = dict[str, Any]
 
@@ -62,7 +62,7 @@ class Status(enum.StrEnum):
 
 
 class LedgerState(enum.StrEnum):
-    """Where a record stands in the ledger (``sink/ledger.py``)."""
+    """Where a record stands in the ledger (``sink/send/ledger.py``)."""
 
     SENT = "sent"
     """Marked before its request left; no answer recorded yet (in doubt after a kill)."""
@@ -86,7 +86,36 @@ class Outcome:
     attempts: int = 0
     duration: float = 0.0
     template: str = ""
-    extra: JSONObject = field(default_factory=dict)
+    in_doubt: bool = False
+    """Sent, and Hub's answer was lost: it may have taken effect (never sent blindly again)."""
+    recovered: bool = False
+    """An answer was lost, and a look-up found the effect in place."""
+    already_existed: bool = False
+    """A create met a 409 (or "already exists") and a look-up found the thing in place."""
+    already_gone: bool = False
+    """A delete met a 404: the thing is absent, as asked."""
+    not_sent: bool = False
+    """The request never left (only the login did, or the run stopped first)."""
+    secret_missing: bool = False
+    """A 2xx create-token answer without its secret."""
+    secret_lost: bool = False
+    """A created secret was not captured (its answer was lost or lacked it)."""
+    vault: VaultEntry | None = None
+    """A created secret, for the vault only (its repr hides the values)."""
+
+    FLAGS: ClassVar[tuple[str, ...]] = (
+        "in_doubt",
+        "recovered",
+        "already_existed",
+        "already_gone",
+        "not_sent",
+        "secret_missing",
+        "secret_lost",
+    )
+
+    def flags(self) -> dict[str, bool]:
+        """The flags that are set, by name (the responses stream's ``extra``)."""
+        return {name: True for name in self.FLAGS if getattr(self, name)}
 
 
 @dataclass(slots=True)

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sink.credentials import Credentials
 from sink.destination import Destination
 from sink.errors import RejectRecord
 from sink.model import Record, Rejected
 from sink.pipeline import Carried, Rendering, records
+from sink.read.credentials import Credentials
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,13 @@ async def preview_online(
     keep: int = 100,
 ) -> OnlineReport:
     """Do the read-only steps of a run for every record of ``source`` (see the module)."""
-    from sink.guard import Guard
-    from sink.hub import HubReader
-    from sink.labels import with_label_check
-    from sink.redact import Redactor
-    from sink.resolve import resolver_for
+    from sink.guard.check import Guard
+    from sink.guard.labels import with_label_check
+    from sink.guard.resolve import resolver_for
+    from sink.outputs.redact import Redactor
+    from sink.read.hub import HubReader
     from sink.run import dispatch_client
-    from sink.send import look_up_effect
+    from sink.send.core import look_up_effect
 
     config = destination.config
     report = OnlineReport()

@@ -15,12 +15,12 @@ from typing import Any, Literal, overload
 
 import orjson
 
-from sink import render as rendering
-from sink.batching import Batcher
 from sink.destination import Destination
 from sink.errors import ConfigError, RejectRecord
 from sink.model import Record, Rejected, Request
-from sink.sources import BadRow, Trimmed, read_records
+from sink.request import render as rendering
+from sink.request.batching import Batcher
+from sink.source.read import BadRow, Trimmed, read_records
 
 REPLAY_FIELDS = frozenset({"_sink_error", "_sink_status", "_sink_index", "_sink_key", "_sink_raw"})
 """Fields the rejects file adds to a record; dropped when the rejects are replayed as input."""
@@ -48,7 +48,7 @@ def prepare(
     """Drop excluded attributes, give each record its key, turn unreadable rows into rejections.
 
     A record that lost attributes keeps them for the rejects file (see
-    :class:`~sink.sources.Trimmed`): a rejected record is written as it came in. A rejects line
+    :class:`~sink.source.read.Trimmed`): a rejected record is written as it came in. A rejects line
     of a row that could not be read (its ``_sink_raw`` and nothing else) is rejected again.
     """
     dropped = frozenset(exclude) | REPLAY_FIELDS
@@ -90,9 +90,9 @@ def records(
     """The destination's input, read and prepared (the format defaults to the config's).
 
     Raises :class:`ConfigError`, before the first record, when ``exclude``, ``key_field`` or a
-    required ``record.x`` cannot match the input's columns (see :mod:`sink.columns`): run,
+    required ``record.x`` cannot match the input's columns (see :mod:`sink.source.columns`): run,
     preview and test all read through here, so none of them sends a typo."""
-    from sink.columns import checked
+    from sink.source.columns import checked
 
     config = destination.config
     fmt = input_format or config.input_format

@@ -11,10 +11,11 @@ import orjson
 
 from sink import pipeline
 from sink.destination import Destination
-from sink.guard import OWNER_PATHS, offline_verdict
+from sink.guard.check import offline_verdict
+from sink.guard.owners import OWNER_PATHS
+from sink.guard.resolve import Resolver, resolver_for
 from sink.model import Record, Rejected, Request
 from sink.pipeline import render_stream
-from sink.resolve import Resolver, resolver_for
 
 if TYPE_CHECKING:
     from sink.config import PolicyConfig

@@ -22,38 +22,35 @@ from typing import Any
 
 import httpx
 
-from sink.audit import AuditLog
-from sink.auth import HubAuth, token_url_for
 from sink.config import DestinationConfig
-from sink.credentials import Credentials, check_accepted
 from sink.destination import Destination
-from sink.dispatch import Dispatcher, DispatchStats
 from sink.errors import ConfigError, RejectRecord, StopRun
-from sink.guard import Guard
-from sink.hub import HubReader
-from sink.labels import with_label_check
-from sink.ledger import (
+from sink.guard.check import Guard
+from sink.guard.labels import with_label_check
+from sink.guard.resolve import resolver_for
+from sink.model import Outcome, Record, Rejected, Request
+from sink.outputs.audit import AuditLog
+from sink.outputs.files import RejectsFile, ResponsesFile
+from sink.outputs.progress import Progress, Snapshot
+from sink.outputs.redact import Redactor
+from sink.outputs.results import Counts, Recorder
+from sink.outputs.revoke import RevokePlan, write_revoke
+from sink.outputs.vault import Vault
+from sink.outputs.webhook import WebhookResponses
+from sink.pipeline import Carried, Rendering, records
+from sink.read.credentials import Credentials, check_accepted
+from sink.read.hub import HubReader
+from sink.send.auth import HubAuth, token_url_for
+from sink.send.core import FLUSH, Flush, SendCore, look_up_effect
+from sink.send.dispatch import Dispatcher, DispatchStats
+from sink.send.ledger import (
     Ledger,
     run_lock,
     start_fresh,
 )
-from sink.model import Outcome, Record, Rejected, Request
-from sink.outputs import (
-    Redactor,
-    RejectsFile,
-    ResponsesFile,
-    Vault,
-    WebhookResponses,
-)
-from sink.pacing import Pacer
-from sink.pipeline import Carried, Rendering, records
-from sink.progress import Progress, Snapshot
-from sink.resolve import resolver_for
-from sink.results import Counts, Recorder
-from sink.resume import Resume
-from sink.revoke import RevokePlan, write_revoke
-from sink.send import FLUSH, Flush, SendCore, look_up_effect
-from sink.transport import make_client
+from sink.send.pacing import Pacer
+from sink.send.resume import Resume
+from sink.send.transport import make_client
 
 _LEDGER_CHUNK = 256  # records whose past states are read in one query
 _GROUP = 16  # requests marked sent in one commit (at most the concurrency)

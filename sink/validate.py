@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 
-from sink.columns import check as check_columns
-from sink.columns import input_columns
 from sink.destination import Destination
+from sink.source.columns import check as check_columns
+from sink.source.columns import input_columns
 
 
 def check(destination: Destination) -> tuple[list[str], list[str]]:
@@ -51,7 +51,7 @@ def check(destination: Destination) -> tuple[list[str], list[str]]:
 def _check_columns(
     destination: Destination, path: Path, found: list[str], warnings: list[str]
 ) -> None:
-    """The names the destination reads against the input's columns (see :mod:`sink.columns`)."""
+    """The names the destination reads against the input's columns (:mod:`sink.source.columns`)."""
     config = destination.config
     if str(path) == "-":
         warnings.append(

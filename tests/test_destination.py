@@ -12,7 +12,7 @@ from sink.config import parse_config
 from sink.destination import Destination, bind
 from sink.errors import ConfigError
 from sink.model import Record
-from sink.templates import load_registry
+from sink.request.templates import load_registry
 
 CONNECTION = {"identifier": "acme", "secret_env": "SINK_TEST_SECRET"}
 INVITES = {"template": "bulk-invite", "batching": {"mode": "json_property", "property": "invitees"}}

@@ -21,9 +21,9 @@ import orjson
 import pytest
 import yaml
 
-from sink import cli
+from sink.cli import main as cli
 from sink.hubsim import Simulator
-from sink.ledger import DONE, SENT, Ledger
+from sink.send.ledger import DONE, SENT, Ledger
 from tests.seed import ALICE_PASSWORD, OAT
 
 REPOS = {"template": "create-repository", "settings": {"namespace": "acme"}, "key_field": "name"}
@@ -507,9 +507,9 @@ def test_a_sigint_while_the_summary_prints_cuts_nothing_short(
 ) -> None:
     from rich.console import Console
 
-    from sink import describe
+    from sink.cli import describe
     from sink.destination import open_destination
-    from sink.results import Counts
+    from sink.outputs.results import Counts
     from sink.run import RunSummary, output_paths
 
     destination = open_destination(write_config(tmp_path, REPOS, repo_rows(3, "late")))

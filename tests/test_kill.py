@@ -33,13 +33,13 @@ import pytest
 import yaml
 
 import sink.hubsim
-from sink import cli
-from sink.credentials import Credentials
+from sink.cli import main as cli
 from sink.destination import open_destination
 from sink.hubsim import ProcessSimulator, Simulator, start_process
-from sink.ledger import DONE, FAILED, SECRET_LOST, SENT, Ledger
 from sink.pipeline import record_key
+from sink.read.credentials import Credentials
 from sink.run import RunOptions, RunSummary, run_async
+from sink.send.ledger import DONE, FAILED, SECRET_LOST, SENT, Ledger
 from tests.seed import ALICE_PASSWORD, OAT
 
 DEFAULT_SEED = Path(sink.hubsim.__file__).with_name("default_seed.yaml")
@@ -53,7 +53,7 @@ LATENCY_MS = 20
 
 DRIVER = """\
 import sys
-from sink.cli import main
+from sink.cli.main import main
 base = sys.argv[1]
 for config in sys.argv[2:]:
     code = main(["run", config, "--base-url", base])

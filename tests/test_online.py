@@ -10,11 +10,11 @@ import orjson
 import pytest
 import yaml
 
-from sink.cli import main
-from sink.credentials import Credentials
+from sink.cli.main import main
 from sink.destination import open_destination
 from sink.hubsim import Simulator
 from sink.online import preview_online
+from sink.read.credentials import Credentials
 from tests.seed import OAT
 
 pytestmark = pytest.mark.usefixtures("fresh_hub")

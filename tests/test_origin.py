@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 import yaml
 
-from sink.cli import main
-from sink.connections import Connection, ConnectionStore
-from sink.credentials import Credentials, resolve
+from sink.cli.main import main
 from sink.destination import open_destination
 from sink.errors import ConfigError
 from sink.origin import base_url_problem, check_base_url, is_loopback, origin
+from sink.read.connections import Connection, ConnectionStore
+from sink.read.credentials import Credentials, resolve
 from tests.seed import OAT
 
 REFUSED = [

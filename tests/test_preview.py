@@ -10,7 +10,7 @@ import orjson
 import pytest
 import yaml
 
-from sink.cli import main
+from sink.cli.main import main
 from sink.destination import open_destination
 from sink.preview import preview
 

@@ -15,10 +15,10 @@ import orjson
 import pytest
 import yaml
 
-from sink.credentials import Credentials
 from sink.destination import open_destination
 from sink.errors import NeedsOrgToken
 from sink.hubsim import Simulator
+from sink.read.credentials import Credentials
 from sink.run import RunOptions, RunSummary, run_async
 from tests.seed import ALICE_PASSWORD, ALICE_PAT, OAT
 
@@ -443,7 +443,7 @@ def test_a_run_sends_the_batches_a_preview_shows(hub: Simulator, tmp_path: Path)
 def test_a_tested_record_is_done_for_the_next_run_and_audited(
     hub: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sink.cli import main
+    from sink.cli.main import main
 
     rows = [{"token_label": f"tested-{n}", "scopes": "repo:read"} for n in range(2)]
     config = {
@@ -467,7 +467,7 @@ def test_a_tested_record_is_done_for_the_next_run_and_audited(
 def test_a_test_resolves_team_names_like_a_run(
     hub: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sink.cli import main
+    from sink.cli.main import main
 
     config = {
         "connection": {"identifier": "acme", "secret_env": "SINK_TEST_SECRET"},
@@ -485,8 +485,8 @@ def test_a_test_resolves_team_names_like_a_run(
 def test_a_hand_edited_body_is_kept_under_its_own_key(
     hub: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sink.cli import main
-    from sink.ledger import Ledger
+    from sink.cli.main import main
+    from sink.send.ledger import Ledger
 
     connection = {"connection": {"identifier": "acme", "secret_env": "SINK_TEST_SECRET"}}
     path = write_config(tmp_path, {**connection, **REPO_CONFIG}, repo_rows(1, "orig"))

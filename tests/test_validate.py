@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sink.cli import ExitCode, main
+from sink.cli.main import ExitCode, main
 from sink.config import parse_config
 from sink.destination import bind
 from sink.validate import check

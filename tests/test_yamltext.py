@@ -92,7 +92,7 @@ def test_a_few_aliases_are_fine() -> None:
 
 
 def test_the_packaged_spec_loads_as_a_plain_safe_loader_reads_it() -> None:
-    path = Path(__file__).resolve().parent.parent / "sink" / "spec" / "openapi.yaml"
+    path = Path(__file__).resolve().parent.parent / "sink" / "request" / "spec" / "openapi.yaml"
     text = path.read_bytes()
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     assert yamltext.load(text) == yaml.load(text, Loader=loader)

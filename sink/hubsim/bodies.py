@@ -1,4 +1,4 @@
-"""Request bodies, written from the spec's request schemas (independent of ``sink.schema``).
+"""Request bodies, written from the spec's request schemas (independent of ``sink.request.schema``).
 
 Types are strict (a JSON string is not a boolean); unknown fields are ignored, as Hub does.
 Where the stored spec and its newer revision differ, the newer (stricter) rule is used and the

@@ -13,7 +13,7 @@ from sink.hubsim.errors import PAT_NOT_ALLOWED, Shape, bad_request, forbidden, n
 from sink.hubsim.hub import Hub
 from sink.hubsim.state import AuditEvent, parse_time
 from sink.hubsim.web import Route, hub_of, json, page_params, route
-from sink.spec import load_spec
+from sink.request.spec import load_spec
 
 _ACTIONS_PATH = "/v2/auditlogs/{account}/actions"
 

@@ -1,5 +1,5 @@
-"""The official spec (sink/spec/openapi.yaml) as JSON Schemas, corrected for its known defects,
-and a checker that validates the simulator's answers against it."""
+"""The official spec (sink/request/spec/openapi.yaml) as JSON Schemas, corrected for its known
+defects, and a checker that validates the simulator's answers against it."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ error.errinfo may be null (newer revision)
 
 
 def _load_spec() -> dict[str, Any]:
-    text = resources.files("sink").joinpath("spec/openapi.yaml").read_text("utf-8")
+    text = resources.files("sink.request.spec").joinpath("openapi.yaml").read_text("utf-8")
     spec: dict[str, Any] = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     for item in spec["paths"].values():
         for op in item.values():

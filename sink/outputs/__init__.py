@@ -1,0 +1,1 @@
+"""Outputs: responses, rejects, the vault, the audit log, redaction, results and progress."""

@@ -1,0 +1,1 @@
+"""Read: the read client, exports, health checks, stored connections and credentials."""

@@ -1,0 +1,1 @@
+"""Request: the endpoint templates, value preparation, rendering, batching and Docker's spec."""

@@ -1,0 +1,1 @@
+"""Send: transport, auth, pacing, classification, the dispatcher, the ledger, the send core."""
