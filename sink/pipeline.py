@@ -20,7 +20,8 @@ from sink.errors import ConfigError, RejectRecord
 from sink.model import Record, Rejected, Request
 from sink.request import render as rendering
 from sink.request.batching import Batcher
-from sink.source.read import BadRow, Trimmed, read_records
+from sink.source.read import read_records
+from sink.source.rows import BadRow, Trimmed
 
 REPLAY_FIELDS = frozenset({"_sink_error", "_sink_status", "_sink_index", "_sink_key", "_sink_raw"})
 """Fields the rejects file adds to a record; dropped when the rejects are replayed as input."""

@@ -29,3 +29,14 @@ def test_every_package_says_what_it_is_for() -> None:
     for init in (ROOT / "sink").glob("*/__init__.py"):
         text = init.read_text()
         assert text.startswith('"""'), init
+
+
+def test_building_a_request_imports_nothing_that_does_io() -> None:
+    allowed = {"sink.errors", "sink.model", "sink.request", "sink.yamltext"}
+    for path in (ROOT / "sink" / "request").rglob("*.py"):
+        text = path.read_text()
+        found = re.findall(r"^\s*(?:from|import) (sink(?:\.\w+)+)", text, re.M)
+        found += [f"sink.{name}" for name in re.findall(r"^\s*from sink import (\w+)", text, re.M)]
+        for module in found:
+            top = ".".join(module.split(".")[:2])
+            assert top in allowed, f"{path.relative_to(ROOT)} imports {module}"
