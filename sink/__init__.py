@@ -27,9 +27,11 @@ if TYPE_CHECKING:
     from sink.cli.main import ExitCode
     from sink.config import DestinationConfig, load_config, parse_config
     from sink.destination import Destination, open_destination
+    from sink.engine.ray import HubDatasink
     from sink.errors import (
         ConfigError,
         CredentialsError,
+        PlanDrift,
         RejectRecord,
         RetryLater,
         SinkError,
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
     )
     from sink.hubsim import Simulator
     from sink.model import LedgerState, Outcome, Record, Rejected, Request, Status
+    from sink.plan.apply import ApplySummary, apply_plan
+    from sink.plan.make import Plan, plan_state
+    from sink.plan.store import load_plan, save_plan
     from sink.preview import PreviewReport
     from sink.preview import preview as preview_destination
     from sink.read.credentials import Credentials
@@ -46,9 +51,18 @@ if TYPE_CHECKING:
     from sink.run import run_async as run_destination_async
     from sink.send.auth import HubAuth
     from sink.send.dispatch import Dispatcher, DispatchStats
+    from sink.send.session import HubSession
+    from sink.send.settings import Limits, Retry
     from sink.send.transport import make_client
 
 _HOMES = {
+    "ApplySummary": "sink.plan.apply",
+    "Plan": "sink.plan.make",
+    "PlanDrift": "sink.errors",
+    "apply_plan": "sink.plan.apply",
+    "load_plan": "sink.plan.store",
+    "plan_state": "sink.plan.make",
+    "save_plan": "sink.plan.store",
     "Credentials": "sink.read.credentials",
     "ConfigError": "sink.errors",
     "CredentialsError": "sink.errors",
@@ -58,7 +72,11 @@ _HOMES = {
     "ExitCode": "sink.cli.main",
     "Dispatcher": "sink.send.dispatch",
     "HubAuth": "sink.send.auth",
+    "HubDatasink": "sink.engine.ray",
     "HubReader": "sink.read.hub",
+    "HubSession": "sink.send.session",
+    "Limits": "sink.send.settings",
+    "Retry": "sink.send.settings",
     "LedgerState": "sink.model",
     "Outcome": "sink.model",
     "PreviewReport": "sink.preview",
@@ -85,6 +103,7 @@ _HOMES = {
 }
 
 __all__ = [
+    "ApplySummary",
     "ConfigError",
     "Credentials",
     "CredentialsError",
@@ -94,14 +113,20 @@ __all__ = [
     "Dispatcher",
     "ExitCode",
     "HubAuth",
+    "HubDatasink",
     "HubReader",
+    "HubSession",
     "LedgerState",
+    "Limits",
     "Outcome",
+    "Plan",
+    "PlanDrift",
     "PreviewReport",
     "Record",
     "RejectRecord",
     "Rejected",
     "Request",
+    "Retry",
     "RetryLater",
     "RunControl",
     "RunOptions",
@@ -111,14 +136,18 @@ __all__ = [
     "Status",
     "StopRun",
     "__version__",
+    "apply_plan",
     "load_config",
+    "load_plan",
     "make_client",
     "open_destination",
     "parse_config",
+    "plan_state",
     "preview_destination",
     "resolve_credentials",
     "run_destination",
     "run_destination_async",
+    "save_plan",
     "send_one_async",
 ]
 
@@ -127,7 +156,7 @@ def resolve_credentials(destination: Destination, *, stdin: TextIO | None = None
     """The credentials of ``destination``'s connection, read from where its config says (an
     environment variable, a file, standard input or a stored connection), bound to the base
     URL its requests go to."""
-    from sink.read.credentials import resolve
+    from sink.read.secrets import resolve
 
     connection = destination.config.connection
     return resolve(connection, destination.folder, base_url=destination.base_url, stdin=stdin)

@@ -127,6 +127,8 @@ def bind(
             batching=batching,
             validate=validate,
             code_folder=folder,
+            idempotent=manual.idempotent,
+            secrets=secrets_of(manual.method, manual.url),
         )
     check_settings(config, template)
     return Destination(config, folder, template, renderer, base_url=base)

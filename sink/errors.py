@@ -101,6 +101,21 @@ class WaitTooLong(StopRun):
     longer than ``retry.max_seconds`` or the hard ceiling allows."""
 
 
+class PlanDrift(StopRun):
+    """``sink apply PLAN``: Docker Hub changed, since the plan was made, what the plan would
+    change (the message lists each difference); nothing was sent. Make a new plan."""
+
+
 class Interrupted(SinkError):
     """A wait (a backoff, a 429's ``Retry-After``, the pacer's hold) ended early because the
     run was asked to stop; the request it held back was not sent."""
+
+
+class ToolRefused(SinkError):
+    """An agent's tool call is refused (``sink mcp``): by its policy or budget, a confirmation
+    token that does not hold, or a human who said no. ``rule`` names what refused it."""
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.rule = rule

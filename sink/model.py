@@ -48,6 +48,10 @@ class Request:
     indexes: tuple[int, ...] = ()
     parts: tuple[Any, ...] = ()
     """For a batch merged on a list field (bulk invites): each record's items, aligned with keys."""
+    idempotent: bool = False
+    """A POST or PATCH its template says is safe to send twice (sent again without a look-up)."""
+    secrets: tuple[str, ...] = ()
+    """The answer's fields that hold a created secret: they go to the vault only."""
 
 
 class Status(enum.StrEnum):

@@ -54,16 +54,14 @@ async def preview_online(
     from sink.guard.check import Guard
     from sink.guard.labels import with_label_check
     from sink.guard.resolve import resolver_for
-    from sink.outputs.redact import Redactor
-    from sink.read.hub import HubReader
-    from sink.run import dispatch_client
     from sink.send.core import look_up_effect
+    from sink.send.session import HubSession
 
     config = destination.config
     report = OnlineReport()
-    redactor = Redactor([credentials.secret])
-    async with dispatch_client(credentials, redactor, config, 1, None) as client:
-        reader = HubReader(client)
+    # The run's client and pacing (the destination's rate limit holds for these reads too).
+    async with HubSession.for_destination(credentials, config, concurrency=1) as session:
+        reader = session.reader
         resolver = resolver_for(destination, reader)
         guard = with_label_check(Guard(reader, config.policy), config, reader)
         rendering = Rendering(destination)

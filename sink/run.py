@@ -40,7 +40,7 @@ from sink.outputs.webhook import WebhookResponses
 from sink.pipeline import Carried, Rendering, records
 from sink.read.credentials import Credentials, check_accepted
 from sink.read.hub import HubReader
-from sink.send.auth import HubAuth, token_url_for
+from sink.send.auth import HubAuth
 from sink.send.core import FLUSH, Flush, SendCore, look_up_effect
 from sink.send.dispatch import Dispatcher, DispatchStats
 from sink.send.ledger import (
@@ -50,7 +50,8 @@ from sink.send.ledger import (
 )
 from sink.send.pacing import Pacer
 from sink.send.resume import Resume
-from sink.send.transport import make_client
+from sink.send.session import HubSession, hub_client
+from sink.send.settings import Limits, Retry
 
 _LEDGER_CHUNK = 256  # records whose past states are read in one query
 _GROUP = 16  # requests marked sent in one commit (at most the concurrency)
@@ -91,6 +92,9 @@ class RunOptions:
     progress: Progress | None = None
     transport: httpx.AsyncBaseTransport | None = None
     control: RunControl = field(default_factory=RunControl)
+    records: Iterable[Record | Rejected] | None = None
+    """Prepared records (keyed) to send instead of reading ``source`` (plan/apply feeds its
+    actions this way): they go through the same ledger, look-ups, render and core."""
 
 
 @dataclass
@@ -160,49 +164,34 @@ def guard_destructive(destination: Destination, yes: bool) -> None:
         )
 
 
-class _Run:
-    """One run's parts: the outputs (opened before the first request, closed in one place),
-    the read client and pacer of the credential, resume, the guard, the dispatcher and the
-    send core that wires them; and the intake of a file's records."""
+@dataclass
+class RunFiles:
+    """A run's outputs and ledger, open (see :func:`open_outputs`)."""
 
-    def __init__(
-        self,
-        destination: Destination,
-        credentials: Credentials,
-        options: RunOptions,
-        outputs: Outputs,
-        client: httpx.AsyncClient,
-        redactor: Redactor,
-    ) -> None:
-        config = destination.config
-        self.destination = destination
-        self.options = options
-        self.template_id = destination.template_id
-        # One pacer for the credential, its reads and its writes alike.
-        self.pacer = Pacer(config.rate_limit, max_wait=config.retry.max_seconds)
-        self.reader = HubReader(client, pacer=self.pacer)
-        # Opened and checked before the first request: a secret Hub shows once never waits
-        # for a vault that turns out to be unwritable.
-        vault = Vault(outputs.vault) if outputs.vault is not None else None
-        try:
-            self._open(destination, credentials, outputs, client, redactor, vault)
-        except BaseException:
-            if vault is not None:
-                vault.close()  # and its lock: a refused output path leaves nothing held
-            raise
+    ledger: Ledger
+    responses: ResponsesFile | WebhookResponses
+    recorder: Recorder
+    """With the rejects file and the vault."""
+    audit: AuditLog
 
-    def _open(
-        self,
-        destination: Destination,
-        credentials: Credentials,
-        outputs: Outputs,
-        client: httpx.AsyncClient,
-        redactor: Redactor,
-        vault: Vault | None,
-    ) -> None:
-        config = destination.config
-        self.ledger = Ledger(outputs.ledger, settle_batch=_SETTLE_BATCH)
-        secrets = destination.secret_fields
+    def close(self) -> None:
+        """Close every file (the ledger commits what is pending)."""
+        self.recorder.close()
+        self.audit.close()
+        self.ledger.close()
+
+
+def open_outputs(
+    destination: Destination, credentials: Credentials, outputs: Outputs, redactor: Redactor
+) -> RunFiles:
+    """Open (and check) a run's outputs and ledger before the first request: 0600, the vault
+    first and locked, so that a secret Hub shows once never waits for a vault that turns out
+    to be unwritable. ``sink run`` and an engine's store open them here."""
+    config = destination.config
+    secrets = destination.secret_fields
+    vault = Vault(outputs.vault) if outputs.vault is not None else None
+    try:
+        ledger = Ledger(outputs.ledger, settle_batch=_SETTLE_BATCH)
         responses: ResponsesFile | WebhookResponses
         if outputs.webhook is not None:
             # Its own client: nothing of Hub's (the JWT, the auth flow, the hooks) reaches it.
@@ -221,16 +210,64 @@ class _Run:
             responses = ResponsesFile(
                 outputs.responses, secret_fields=secrets, redactor=redactor, append=True
             )
-        self.responses = responses
-        self.recorder = Recorder(
+        recorder = Recorder(
             responses,
             RejectsFile(outputs.rejects, redactor=redactor),
             vault=vault,
             batch=destination.template.batch if destination.template else None,
         )
-        self.audit = AuditLog(
+        audit = AuditLog(
             outputs.audit, who=credentials.identifier, redactor=redactor, secret_fields=secrets
         )
+    except BaseException:
+        if vault is not None:
+            vault.close()  # and its lock: a refused output path leaves nothing held
+        raise
+    return RunFiles(ledger=ledger, responses=responses, recorder=recorder, audit=audit)
+
+
+class _Run:
+    """One run's parts: the outputs (opened before the first request, closed in one place),
+    the read client and pacer of the credential, resume, the guard, the dispatcher and the
+    send core that wires them; and the intake of a file's records."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        credentials: Credentials,
+        options: RunOptions,
+        outputs: Outputs,
+        client: httpx.AsyncClient,
+        redactor: Redactor,
+        *,
+        pacer: Pacer | None = None,
+        files: RunFiles | None = None,
+        reader: HubReader | None = None,
+    ) -> None:
+        config = destination.config
+        self.destination = destination
+        self.options = options
+        self.template_id = destination.template_id
+        # One pacer for the credential, its reads and its writes alike (an engine's worker
+        # passes one that shares the credential's budget with the other workers).
+        self.pacer = pacer or Pacer(config.rate_limit, max_wait=config.retry.max_seconds)
+        self.reader = reader or HubReader(client, pacer=self.pacer)
+        # Opened and checked before the first request (an engine's worker passes stand-ins
+        # that write through the run's one store, see sink.engine).
+        if files is None:
+            files = open_outputs(destination, credentials, outputs, redactor)
+        self.ledger = files.ledger
+        self.responses = files.responses
+        self.recorder = files.recorder
+        self.audit = files.audit
+        try:
+            self._open(destination, client)
+        except BaseException:
+            files.close()  # and the vault's lock: a refused setting leaves nothing held
+            raise
+
+    def _open(self, destination: Destination, client: httpx.AsyncClient) -> None:
+        config = destination.config
         client.event_hooks["response"].append(self._audit_read)
         template = destination.template
         self.resolver = resolver_for(destination, self.reader)
@@ -243,16 +280,17 @@ class _Run:
             started=self.started,
             resend_unknown=self.options.resend_unknown,
         )
+        # Whether a request may be sent twice, and its secret fields, the request says.
         self.dispatcher = Dispatcher(
             client,
-            concurrency=config.concurrency,
+            limits=Limits(config.concurrency, config.rate_limit),
+            retry=Retry(
+                max_attempts=config.retry.max_attempts,
+                max_elapsed=config.retry.max_seconds,
+                max_throttled=config.retry.max_throttled,
+            ),
             pacer=self.pacer,
-            max_attempts=config.retry.max_attempts,
-            max_elapsed=config.retry.max_seconds,
-            max_throttled=config.retry.max_throttled,
             lookup=self._lookup,
-            secret_fields={self.template_id: secrets} if secrets else None,
-            idempotent_templates=(self.template_id,) if destination.idempotent else (),
         )
         self.core = SendCore(
             dispatcher=self.dispatcher,
@@ -306,6 +344,8 @@ class _Run:
         they carry, after the ledger (past runs) and the look-ups (team ids, membership) had
         their say; rejections as they happen."""
         options = self.options
+        if given is None:
+            given = options.records
         prepared = (
             given
             if given is not None
@@ -376,9 +416,21 @@ async def _run_locked(
     config = destination.config
     started = time.monotonic()
     redactor = Redactor([credentials.secret])
-    client = dispatch_client(credentials, redactor, config, config.concurrency, options.transport)
-    async with client:
-        state = _Run(destination, credentials, options, outputs, client, redactor)
+    # The credential's client, pacer and read client: its reads and writes share one budget.
+    session = HubSession.for_destination(
+        credentials, config, redactor=redactor, transport=options.transport
+    )
+    async with session:
+        state = _Run(
+            destination,
+            credentials,
+            options,
+            outputs,
+            session.client,
+            redactor,
+            pacer=session.pacer,
+            reader=session.reader,
+        )
         summary = RunSummary(state.counts, outputs)
         options.control.summary = summary
         options.control.on_stop(state.dispatcher.stop)
@@ -424,22 +476,21 @@ def dispatch_client(
     config: DestinationConfig,
     concurrency: int,
     transport: httpx.AsyncBaseTransport | None,
+    *,
+    auth: HubAuth | None = None,
 ) -> httpx.AsyncClient:
     """A dispatch client signed in with ``credentials`` (JWTs it sees go to ``redactor``),
-    with the destination's timeout (also each request's total deadline) and response cap."""
-    auth = HubAuth(
-        credentials.identifier,
-        credentials.secret,
-        token_url=token_url_for(credentials.base_url),
-        redactor=redactor,
-    )
-    return make_client(
-        credentials.base_url,
-        auth,
-        concurrency,
-        config.timeout,
-        transport=transport,
+    with the destination's timeout (also each request's total deadline) and response cap.
+    ``auth``: a sign-in to reuse (its JWT), e.g. across an engine worker's tasks. The one
+    client factory's (:func:`sink.send.session.hub_client`)."""
+    return hub_client(
+        credentials,
+        concurrency=concurrency,
+        timeout=config.timeout,
         max_response_bytes=config.max_response_bytes,
+        redactor=redactor,
+        transport=transport,
+        auth=auth,
     )
 
 
@@ -551,8 +602,20 @@ async def send_one_async(
     config = destination.config
     with run_lock(outputs.ledger):
         redactor = Redactor([credentials.secret])
-        async with dispatch_client(credentials, redactor, config, 1, transport) as client:
-            state = _Run(destination, credentials, options, outputs, client, redactor)
+        session = HubSession.for_destination(
+            credentials, config, concurrency=1, redactor=redactor, transport=transport
+        )
+        async with session:
+            state = _Run(
+                destination,
+                credentials,
+                options,
+                outputs,
+                session.client,
+                redactor,
+                pacer=session.pacer,
+                reader=session.reader,
+            )
             refused: list[Rejected] = []
             state.core.on_reject = refused.append
             try:

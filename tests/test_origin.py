@@ -13,7 +13,8 @@ from sink.destination import open_destination
 from sink.errors import ConfigError
 from sink.origin import base_url_problem, check_base_url, is_loopback, origin
 from sink.read.connections import Connection, ConnectionStore
-from sink.read.credentials import Credentials, resolve
+from sink.read.credentials import Credentials
+from sink.read.secrets import resolve
 from tests.seed import OAT
 
 REFUSED = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sink import __version__
-from sink.errors import SinkError, StopRun
+from sink.errors import ConfigError, SinkError, StopRun
 
 if TYPE_CHECKING:
     from sink.destination import Destination
+    from sink.read.credentials import Credentials
+    from sink.run import RunSummary
 
 
 class ExitCode(enum.IntEnum):
@@ -31,6 +34,8 @@ class ExitCode(enum.IntEnum):
     """Some records were rejected, invalid or failed, a secret was lost, or a check failed."""
     STOPPED = 2
     """Stopped: bad config, input or credentials (nothing further could succeed)."""
+    CHANGES = 3
+    """``sink plan --detailed-exitcode``: the plan has changes (0 then means none)."""
     INTERRUPTED_SIGINT = 128 + signal.SIGINT
     """Interrupted by SIGINT (Ctrl-C): 130."""
     INTERRUPTED_SIGTERM = 128 + signal.SIGTERM
@@ -106,6 +111,31 @@ def main(argv: Sequence[str] | None = None) -> ExitCode:
     except KeyboardInterrupt:  # a Ctrl-C outside a run's own handling: no traceback
         print("sink: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED_SIGINT
+    except Exception as exc:
+        if os.environ.get("SINK_TRACEBACK"):
+            raise
+        print(f"sink: {unexpected(exc)}", file=sys.stderr)
+        return ExitCode.STOPPED
+
+
+def unexpected(exc: Exception) -> str:
+    """One line for an error no command translated: where Hub could not be reached, or what
+    failed (token-shaped values redacted). ``SINK_TRACEBACK=1`` shows the traceback instead."""
+    import httpx
+
+    from sink.outputs.redact import Redactor
+
+    text = Redactor()(str(exc) or type(exc).__name__)
+    if isinstance(exc, httpx.TransportError):
+        try:
+            url = exc.request.url
+            where = f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
+        except RuntimeError:  # no request attached
+            where = "Docker Hub"
+        return f"stopped: cannot reach {where}: {text}"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"cannot use {exc.filename}: {exc.strerror or text}"
+    return f"failed: {type(exc).__name__}: {text} (set SINK_TRACEBACK=1 to see where)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,6 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
         "looked up (`sink status` lists them): only after checking on Hub that they did not "
         "happen",
     )
+    run.add_argument(
+        "--engine",
+        choices=("ray",),
+        help="send on many workers (Ray Data; needs `pip install 'sink[ray]'`): one ledger, "
+        "one vault and one rate budget for all of them",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="with --engine: write tasks at once, sharing the config's concurrency (default 2)",
+    )
     _connection_arguments(run)
     run.set_defaults(handler=cmd_run)
 
@@ -245,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hubsim.add_argument("--host", default="127.0.0.1")
     hubsim.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
-    hubsim.add_argument("--seed", help="seed state (YAML or JSON; default: the sample seed)")
+    hubsim.add_argument(
+        "--seed", help="seed state (YAML or JSON file, or 'large'; default: the sample seed)"
+    )
     hubsim.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
     hubsim.add_argument("--faults", help="fault injection, JSON text or a file")
     hubsim.add_argument("--jwt-ttl", type=float, default=600.0, help="JWT lifetime in seconds")
@@ -262,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     from sink.cli.read import add_commands as add_read_commands  # it imports ExitCode from here
 
     add_read_commands(commands)
+    from sink.cli.plan import add_commands as add_plan_commands  # the plan package: on use only
+
+    add_plan_commands(commands)
+    from sink.cli.mcp import add_command as add_mcp_command  # the mcp package: only on `sink mcp`
+
+    add_mcp_command(commands)
     return parser
 
 
@@ -328,7 +379,7 @@ def cmd_preview(args: argparse.Namespace) -> ExitCode:
         import asyncio
 
         from sink.online import preview_online
-        from sink.read.credentials import resolve
+        from sink.read.secrets import resolve
 
         credentials = resolve(
             destination.config.connection, destination.folder, base_url=destination.base_url
@@ -349,7 +400,7 @@ def cmd_run(args: argparse.Namespace) -> ExitCode:
     from sink.cli import describe
     from sink.destination import open_destination
     from sink.outputs.progress import Progress
-    from sink.read.credentials import resolve
+    from sink.read.secrets import resolve
     from sink.run import RunOptions, guard_destructive, run
     from sink.source.read import input_progress
 
@@ -360,6 +411,10 @@ def cmd_run(args: argparse.Namespace) -> ExitCode:
         destination.config.connection, destination.folder, base_url=destination.base_url
     )
     fmt = args.input_format or destination.config.input_format
+    if args.engine is not None:
+        summary = _run_engine(args, destination, credentials, source)
+        describe.print_run_summary(destination, summary)
+        return _run_exit(summary)
     total = input_progress(source, fmt)  # Parquet's row count, or a text file's bytes read
     with Progress(f"sink run {destination.template_id}", total=total) as progress:
         options = RunOptions(
@@ -372,6 +427,11 @@ def cmd_run(args: argparse.Namespace) -> ExitCode:
         )
         summary = run(destination, credentials, options)
     describe.print_run_summary(destination, summary)
+    return _run_exit(summary)
+
+
+def _run_exit(summary: RunSummary) -> ExitCode:
+    """A run's exit code."""
     if summary.interrupted is not None:
         return ExitCode.interrupted(summary.interrupted)
     if summary.stopped is not None:
@@ -382,6 +442,30 @@ def cmd_run(args: argparse.Namespace) -> ExitCode:
     return ExitCode.REJECTED if trouble or empty else ExitCode.OK
 
 
+def _run_engine(
+    args: argparse.Namespace, destination: Destination, credentials: Credentials, source: Any
+) -> RunSummary:
+    """``sink run CONFIG --engine ray``: the engine's extra is imported only here."""
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    try:
+        from sink.engine.ray import run_ray
+    except ImportError as exc:
+        raise ConfigError(
+            f"--engine ray needs Ray Data ({exc.name or exc}): pip install 'sink[ray]'"
+        ) from None
+    return run_ray(
+        destination,
+        credentials,
+        source,
+        args.input_format,
+        workers=args.workers,
+        yes=args.yes,
+        fresh=args.fresh,
+        resend_unknown=args.resend_unknown,
+    )
+
+
 def cmd_test(args: argparse.Namespace) -> ExitCode:
     """``sink test CONFIG``."""
     import asyncio
@@ -389,7 +473,7 @@ def cmd_test(args: argparse.Namespace) -> ExitCode:
     from sink.cli import describe
     from sink.destination import open_destination
     from sink.pipeline import pick_record, test_request
-    from sink.read.credentials import resolve
+    from sink.read.secrets import resolve
     from sink.run import guard_destructive, send_one_async
 
     destination = open_destination(args.config, base_url=args.base_url)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
+
+import orjson
 
 from sink.errors import ConfigError
 from sink.hubsim.faults import fault_config
+from sink.hubsim.seed import read_seed
 from sink.hubsim.server import serve
 
 
@@ -23,7 +27,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free port)")
     p.add_argument(
-        "--seed", default=None, help="YAML or JSON seed file (default: the built-in demo seed)"
+        "--seed",
+        default=None,
+        help="YAML or JSON seed file (default: the built-in demo seed); 'large': the demo "
+        "seed plus 5,000 members, 300 teams and 3,000 repositories in acme",
+    )
+    p.add_argument(
+        "--generate",
+        default=None,
+        metavar="JSON",
+        help='add a generated state to the seed, e.g. \'{"members": 10000, "teams": 500}\' '
+        "(the fields of a seed's generate: section; see sink/hubsim/README.md)",
     )
     p.add_argument(
         "--latency-ms",
@@ -57,15 +71,28 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _with_generate(seed: str | None, text: str) -> dict[str, Any]:
+    try:
+        sizes = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"--generate is not JSON: {exc}") from exc
+    if not isinstance(sizes, dict):
+        raise ConfigError("--generate must be a JSON object, e.g. '{\"members\": 10000}'")
+    doc = read_seed(seed)
+    doc["generate"] = {**(doc.get("generate") or {}), **sizes}
+    return doc
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and serve; returns the exit status."""
     args = parser().parse_args(argv)
     try:
         faults = fault_config(args.faults)
+        seed = args.seed if args.generate is None else _with_generate(args.seed, args.generate)
         serve(
             args.host,
             args.port,
-            args.seed,
+            seed,
             args.latency_ms,
             faults,
             args.jwt_ttl,

@@ -53,7 +53,10 @@ class SimApp:
         self.faults = Faults(config)
         self.log = RequestLog(log_size)
         routes = [*HUB_ROUTES, *(control.ROUTES if control_api else [])]
-        self._asgi = HubLayer(Router(self, routes), lambda: self.hub, lambda: self.faults, self.log)
+        router = Router(self, routes)
+        self._asgi = HubLayer(
+            router, lambda: self.hub, lambda: self.faults, self.log, router.template_of
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""

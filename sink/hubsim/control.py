@@ -53,6 +53,12 @@ async def get_requests(request: Request) -> Response:
     return json(sim_of(request).log.entries())
 
 
+async def count_requests(request: Request) -> Response:
+    """``GET /_sim/requests/counts[?method=GET]``: requests per route (see
+    :meth:`~sink.hubsim.layer.RequestLog.counts`)."""
+    return json(sim_of(request).log.counts(request.query_params.get("method")))
+
+
 async def clear_requests(request: Request) -> Response:
     """``DELETE /_sim/requests``."""
     sim_of(request).log.clear()
@@ -103,6 +109,7 @@ ROUTES: list[Route] = [
     route("/_sim/state", GET=get_state),
     route("/_sim/faults", GET=get_faults, PUT=put_faults),
     route("/_sim/requests", GET=get_requests, DELETE=clear_requests),
+    route("/_sim/requests/counts", GET=count_requests),
     route("/_sim/reset", POST=reset),
     route("/_sim/config", GET=get_config, PUT=put_config),
     route("/_sim/invites/{id}/accept", POST=accept),

@@ -60,7 +60,7 @@ class RequestLog:
         self._entries: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=size)
 
     def add(self, *entry: Any) -> None:
-        """Append ``(time, method, path, query, status, credential, faults)``."""
+        """Append ``(time, method, path, query, status, credential, faults, route)``."""
         self._entries.append(entry)
 
     def clear(self) -> None:
@@ -78,9 +78,23 @@ class RequestLog:
                 "status": s,
                 "credential": c,
                 "faults": list(f),
+                "route": r,
             }
-            for t, m, p, q, s, c, f in list(self._entries)
+            for t, m, p, q, s, c, f, r in list(self._entries)
         ]
+
+    def counts(self, method: str | None = None) -> dict[str, Any]:
+        """Requests per route: ``{"total": n, "routes": {"GET /v2/orgs/{org_name}/members":
+        k, ...}}``, keyed by method and the spec's path template (a path no route serves is
+        keyed by itself), only ``method``'s requests when given. Throttled, failed and dropped
+        requests count: each one is a request Hub would have counted."""
+        wanted = method.upper() if method else None
+        routes: collections.Counter[str] = collections.Counter()
+        for entry in list(self._entries):
+            m, p, r = entry[1], entry[2], entry[7]
+            if wanted is None or m == wanted:
+                routes[f"{m} {r or p}"] += 1
+        return {"total": sum(routes.values()), "routes": dict(sorted(routes.items()))}
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -99,11 +113,13 @@ class HubLayer:
         hub_ref: Callable[[], Hub],
         faults_ref: Callable[[], Faults],
         log: RequestLog,
+        route_of: Callable[[str], str | None] = lambda path: None,
     ) -> None:
         self.app = app
         self.hub_ref = hub_ref
         self.faults_ref = faults_ref
         self.log = log
+        self.route_of = route_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -146,6 +162,7 @@ class HubLayer:
             status,
             named,
             labels,
+            scope.get("hubsim.route") or self.route_of(path),
         )
 
     async def _serve(

@@ -29,13 +29,20 @@ async def list_invites(request: Request) -> Response:
     return json({"data": [invite_view(i) for i in invites]})
 
 
-def _pending(org: Org, invitee: str, username: str | None) -> Invite | None:
+def _pending(pending: dict[str, Invite], invitee: str, username: str | None) -> Invite | None:
+    found = pending.get(invitee.lower())
+    if found is None and username is not None:
+        found = pending.get(username)
+    return found
+
+
+def _pending_index(org: Org) -> dict[str, Invite]:
+    """The org's pending invites by invitee (lower case), the oldest first: one pass per
+    request, not one per invitee."""
+    index: dict[str, Invite] = {}
     for invite in org.invites.values():
-        if invite.invitee.lower() == invitee.lower() or (
-            username is not None and invite.invitee.lower() == username
-        ):
-            return invite
-    return None
+        index.setdefault(invite.invitee.lower(), invite)
+    return index
 
 
 async def bulk_invite(request: Request) -> Response:
@@ -51,15 +58,26 @@ async def bulk_invite(request: Request) -> Response:
     role = body.role or "member"
     if role not in CORE_ROLES and role not in org.custom_roles:
         raise bad_request(f"invalid role {role!r}", {"role": ["unknown role"]})
+    pending = _pending_index(org)
     results = [
-        _invite_one(hub, org, who, invitee=invitee, team=team, role=role, dry_run=body.dry_run)
+        _invite_one(
+            hub, org, who, pending, invitee=invitee, team=team, role=role, dry_run=body.dry_run
+        )
         for invitee in dict.fromkeys(i.strip() for i in body.invitees)
     ]
     return json({"invitees": results}, 202)
 
 
 def _invite_one(
-    hub: Hub, org: Org, who: Principal, *, invitee: str, team: str, role: str, dry_run: bool
+    hub: Hub,
+    org: Org,
+    who: Principal,
+    pending: dict[str, Invite],
+    *,
+    invitee: str,
+    team: str,
+    role: str,
+    dry_run: bool,
 ) -> dict[str, Any]:
     state = hub.state
     is_email = bool(_EMAIL.match(invitee))
@@ -68,13 +86,14 @@ def _invite_one(
         return {"invitee": invitee, "status": "invalid_email_or_docker_id"}
     if user is not None and user.username in org.roles:
         return {"invitee": invitee, "status": "existing_org_member"}
-    existing = _pending(org, invitee, user.username if user else None)
+    existing = _pending(pending, invitee, user.username if user else None)
     if existing is not None:
         return {"invitee": invitee, "status": "already_invited", "invite": invite_view(existing)}
     if dry_run:
         return {"invitee": invitee, "status": "invited"}
     invite = Invite(new_uuid(), org.name, invitee, who.name, now_iso(), team, role)
     org.invites[invite.id] = invite
+    pending.setdefault(invitee.lower(), invite)
     hub.record(
         org.name,
         "org.member.invite.send",

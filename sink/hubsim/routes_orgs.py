@@ -22,7 +22,16 @@ from sink.hubsim.bodies import (
 )
 from sink.hubsim.errors import bad_request, conflict, not_found
 from sink.hubsim.hub import Hub
-from sink.hubsim.state import CORE_ROLES, OWNERS_TEAM, Org, Team, User, new_uuid, parse_time
+from sink.hubsim.state import (
+    CORE_ROLES,
+    OWNERS_TEAM,
+    Invite,
+    Org,
+    Team,
+    User,
+    new_uuid,
+    parse_time,
+)
 from sink.hubsim.views import group_member, invitee_member, org_group, org_member
 from sink.hubsim.web import Route, empty, hub_of, json, page_params, paginate, route
 
@@ -75,25 +84,41 @@ async def list_members(request: Request) -> Response:
     page, size = page_params(request)
     if kind is None:
         kind = "all" if invites_flag in ("true", "1", "True") else "member"
-    rows = []
+    # Filter first, render only the page asked for: a page of a 5,000-member org costs a page.
+    rows: list[User | Invite] = []
     if kind in ("all", "member"):
         for username in sorted(org.roles):
-            user = state.users[username]
             if role is not None and org.roles[username] != role:
                 continue
+            user = state.users[username]
             if search and not _matches(user, search):
                 continue
-            rows.append(org_member(org, user))
+            rows.append(user)
     if kind in ("all", "invitee"):
         for invite in sorted(org.invites.values(), key=lambda i: i.created_at):
             if role is not None and invite.role != role:
                 continue
             if search and search.lower() not in invite.invitee.lower():
                 continue
-            rows.append(invitee_member(invite, state.user(invite.invitee)))
+            rows.append(invite)
     envelope, chunk = paginate(request, rows, page, size)
-    envelope["results"] = list(chunk)
+    groups = _groups_of(org, [r.username for r in chunk if isinstance(r, User)])
+    envelope["results"] = [
+        org_member(org, r, groups[r.username])
+        if isinstance(r, User)
+        else invitee_member(r, state.user(r.invitee))
+        for r in chunk
+    ]
     return json(envelope)
+
+
+def _groups_of(org: Org, usernames: list[str]) -> dict[str, list[str]]:
+    """The team names of each of ``usernames``, in the org's team order (one pass)."""
+    groups: dict[str, list[str]] = {u: [] for u in usernames}
+    for team in org.teams.values():
+        for username in groups.keys() & team.members.keys():
+            groups[username].append(team.name)
+    return groups
 
 
 async def export_members(request: Request) -> Response:
@@ -102,9 +127,13 @@ async def export_members(request: Request) -> Response:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["Name", "Username", "Email", "Type", "Permission", "Teams", "Date Joined"])
+    teams_of: dict[str, list[str]] = {}
+    for team in org.teams.values():
+        for member in team.members:
+            teams_of.setdefault(member, []).append(team.name)
     for username in sorted(org.roles):
         user = hub.state.users[username]
-        teams = ", ".join(t.name for t in org.teams.values() if username in t.members)
+        teams = ", ".join(teams_of.get(username, ()))
         role = org.roles[username]
         writer.writerow(
             [
@@ -171,7 +200,8 @@ async def update_member_role(request: Request) -> Response:
             f"changed the role of {username} from {previous} to {body.role}",
             {"member": username, "role": body.role, "previous_role": previous},
         )
-    return json(org_member(org, hub.state.users[username]))
+    user = hub.state.users[username]
+    return json(org_member(org, user, _groups_of(org, [username])[username]))
 
 
 async def remove_member(request: Request) -> Response:

@@ -219,6 +219,7 @@ async def patch_oat(request: Request) -> Response:
     hub, who, org = _owner_org(request, "org_name")
     oat = _oat(org, request.path_params["access_token_id"])
     body = parse(await json_body(request), OatPatch, Shape.VALUE)
+    before = (oat.resources, oat.label, oat.description, oat.is_active)
     if body.resources is not None:
         _check_resources(hub, org, body.resources)
         oat.resources = [r.model_dump() for r in body.resources]
@@ -228,14 +229,15 @@ async def patch_oat(request: Request) -> Response:
         oat.description = body.description
     if body.is_active is not None:
         oat.is_active = body.is_active
-    hub.record(
-        org.name,
-        "org.access_token.update",
-        org.name,
-        who,
-        f"updated the access token {oat.label!r}",
-        {"token_id": oat.id},
-    )
+    if (oat.resources, oat.label, oat.description, oat.is_active) != before:
+        hub.record(
+            org.name,
+            "org.access_token.update",
+            org.name,
+            who,
+            f"updated the access token {oat.label!r}",
+            {"token_id": oat.id},
+        )
     return json(oat_view(oat))
 
 

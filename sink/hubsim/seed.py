@@ -16,6 +16,7 @@ import pydantic
 
 from sink import yamltext
 from sink.errors import ConfigError
+from sink.hubsim.generate import Generate, generate
 from sink.hubsim.state import (
     CORE_ROLES,
     OWNERS_TEAM,
@@ -175,6 +176,29 @@ class Seed(_Model):
     orgs: list[OrgSeed] = []
     repositories: list[RepoSeed] = []
     audit_logs: list[AuditSeed] = []
+    generate: Generate | None = None
+
+
+LARGE = "large"
+"""The seed name meaning :func:`large_seed` with its defaults (``--seed large``)."""
+
+
+def large_seed(**sizes: Any) -> dict[str, Any]:
+    """The default seed plus a ``generate:`` section: by default 5,000 members of ``acme``,
+    300 teams with members, 3,000 repositories with team grants, 100 pending invites, 100
+    users outside the org, 20 PATs of alice and 20 OATs; keyword arguments change the numbers
+    (see :class:`~sink.hubsim.generate.Generate`). The default seed's credentials still work.
+
+    >>> large_seed(members=10_000, teams=500)["generate"]["members"]
+    10000
+    """
+    try:
+        spec = Generate.model_validate(sizes)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(f"invalid large seed: {exc}") from exc
+    doc = read_seed(None)
+    doc["generate"] = spec.model_dump(exclude_defaults=True) or {}
+    return doc
 
 
 def default_seed_text() -> str:
@@ -183,9 +207,12 @@ def default_seed_text() -> str:
 
 
 def read_seed(seed: str | Path | dict[str, Any] | None) -> dict[str, Any]:
-    """The raw seed document: the default, a dict as given, or a YAML/JSON file's content."""
+    """The raw seed document: the default, a dict as given, ``"large"`` (:func:`large_seed`),
+    or a YAML/JSON file's content (a file named ``large`` is given as ``./large``)."""
     if seed is None:
         loaded: Any = yamltext.load(default_seed_text())
+    elif seed == LARGE:
+        return large_seed()
     elif isinstance(seed, dict):
         loaded = seed
     else:
@@ -213,6 +240,8 @@ def load_state(seed: str | Path | dict[str, Any] | None) -> State:
     state = State()
     try:
         _build(state, doc)
+        if doc.generate is not None:
+            generate(state, doc.generate)
     except (KeyError, ValueError) as exc:
         raise ConfigError(f"inconsistent simulator seed: {exc}") from exc
     return state

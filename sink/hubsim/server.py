@@ -170,6 +170,15 @@ class Simulator:
         """The request log: method, path, query, status, credential name, faults; no secrets."""
         return self._call(self.app.log.entries)
 
+    def request_counts(self, method: str | None = None) -> dict[str, Any]:
+        """Requests per route, ``{"total": n, "routes": {"GET /v2/orgs/{org_name}/members":
+        k, ...}}`` (the same as ``GET /_sim/requests/counts[?method=GET]``)."""
+        return self._call(lambda: self.app.log.counts(method))
+
+    def clear_requests(self) -> None:
+        """Empty the request log (the state stays as it is)."""
+        self._call(self.app.log.clear)
+
     def reset(self) -> None:
         """State back to the seed, faults back to the start, request log cleared."""
         self._call(self.app.reset)
@@ -209,6 +218,16 @@ class ProcessSimulator:
         """The request log, through ``GET /_sim/requests``."""
         result: list[dict[str, Any]] = self._control("GET", "/_sim/requests")
         return result
+
+    def request_counts(self, method: str | None = None) -> dict[str, Any]:
+        """Requests per route, through ``GET /_sim/requests/counts``."""
+        query = f"?method={method}" if method else ""
+        result: dict[str, Any] = self._control("GET", "/_sim/requests/counts" + query)
+        return result
+
+    def clear_requests(self) -> None:
+        """Empty the request log through ``DELETE /_sim/requests``."""
+        self._control("DELETE", "/_sim/requests")
 
     def reset(self) -> None:
         """``POST /_sim/reset``."""

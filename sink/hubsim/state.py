@@ -193,6 +193,7 @@ class State:
 
     def __init__(self) -> None:
         self.users: dict[str, User] = {}
+        self.emails: dict[str, User] = {}
         self.orgs: dict[str, Org] = {}
         self.repos: dict[str, dict[str, Repository]] = {}
         self.audit: list[AuditEvent] = []
@@ -234,8 +235,7 @@ class State:
 
     def user_by_email(self, email: str) -> User | None:
         """The user whose email is ``email``, if any."""
-        wanted = email.lower()
-        return next((u for u in self.users.values() if u.email.lower() == wanted), None)
+        return self.emails.get(email.lower())
 
     def org(self, name: str) -> Org | None:
         """The organization named ``name``."""
@@ -252,8 +252,9 @@ class State:
 
     # mutators that keep the indexes right
     def add_user(self, user: User) -> None:
-        """Register ``user``."""
+        """Register ``user`` (the first user of an e-mail address is the one it finds)."""
         self.users[user.username] = user
+        self.emails.setdefault(user.email.lower(), user)
 
     def add_pat(self, pat: PersonalToken) -> None:
         """Register a personal access token."""

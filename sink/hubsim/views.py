@@ -165,15 +165,19 @@ def user_fields(user: User) -> dict[str, Any]:
     }
 
 
-def org_member(org: Org, user: User) -> dict[str, Any]:
-    """``org_member``; the role is capitalised (custom roles are shown as they are named)."""
+def org_member(org: Org, user: User, groups: list[str] | None = None) -> dict[str, Any]:
+    """``org_member``; the role is capitalised (custom roles are shown as they are named).
+
+    ``groups`` (the user's team names) is computed from the org when not given."""
     role = org.roles.get(user.username, "member")
     view = user_fields(user)
+    if groups is None:
+        groups = [t.name for t in org.teams.values() if user.username in t.members]
     view.update(
         {
             "email": user.email,
             "role": _ROLE_LABEL.get(role, role),
-            "groups": [t.name for t in org.teams.values() if user.username in t.members],
+            "groups": groups,
             "is_guest": False,
             "primary_email": user.email,
         }

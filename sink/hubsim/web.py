@@ -89,6 +89,7 @@ class Router:
             match = r.pattern.match(path)
             if match is None:
                 continue
+            scope["hubsim.route"] = r.template
             handler = r.handlers.get(method)
             if handler is None and method == "HEAD":
                 handler = r.handlers.get("GET")
@@ -106,6 +107,10 @@ class Router:
             await response(scope, receive, send)
             return
         await HubError(404, "not found").response()(scope, receive, send)
+
+    def template_of(self, path: str) -> str | None:
+        """The spec path template ``path`` matches (``None``: no route)."""
+        return next((r.template for r in self.routes if r.pattern.match(path)), None)
 
 
 def _int_param(request: Request, name: str, default: int, shape: Shape | None) -> int:

@@ -11,7 +11,6 @@ know from other Docker Hub integrations) and whose ``detail`` says what Hub answ
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -21,10 +20,11 @@ import httpx
 from sink.errors import CredentialsError, RetryLater, StopRun
 from sink.read.credentials import Credentials
 from sink.read.hub import HubReader, segment
-from sink.send.auth import HubAuth, token_url_for
+from sink.send.auth import token_url_for
 from sink.send.classify import PAT_NOT_ALLOWED, hub_message, parse_body
-from sink.send.pacing import parse_retry_after
-from sink.send.transport import make_client
+from sink.send.session import HubSession
+
+_MAX_WAIT = 60.0
 
 VALIDATE_CONNECTION = "Validate DockerHub API Connection"
 LIST_REPOSITORIES = "List DockerHub Repositories"
@@ -232,17 +232,11 @@ async def _user_checks(reader: HubReader, credentials: Credentials) -> list[Chec
 
 
 async def _exchange(reader: HubReader, credentials: Credentials) -> httpx.Response:
-    """``POST /v2/auth/token`` with the organization token, without the client's auth."""
+    """``POST /v2/auth/token`` with the organization token, without the client's auth (paced,
+    and its 429s waited, as every read of the credential)."""
     body = {"identifier": credentials.identifier, "secret": credentials.secret}
-    for _ in range(reader.max_waits + 1):
-        response = await reader.client.post(
-            token_url_for(str(reader.client.base_url)), json=body, auth=httpx.Auth()
-        )
-        if response.status_code != 429:
-            return response
-        delay = parse_retry_after(response.headers, time.time())
-        await asyncio.sleep(min(delay if delay is not None else 1.0, 60.0))
-    return response
+    url = token_url_for(str(reader.client.base_url))
+    return await reader.get(url, method="POST", json=body, auth=httpx.Auth())
 
 
 def _org_failure(what: str, scope: str, org: str, failure: _Failed, base_url: str) -> str:
@@ -297,6 +291,8 @@ async def _org_checks(reader: HubReader, credentials: Credentials) -> list[Check
                 f"transport: {type(exc).__name__}: {exc}",
             )
         )
+    except RetryLater as exc:  # still rate limited, or asked to wait too long
+        results.append(CheckResult(VALIDATE_ORGANIZATION, False, ORG_AUTH_FAILED, str(exc)))
 
     base = f"/v2/orgs/{segment(org)}"
     for name, what, path, scope, unit in (
@@ -328,21 +324,19 @@ async def _org_checks(reader: HubReader, credentials: Credentials) -> list[Check
 # -- running them ---------------------------------------------------------------------------
 
 
-def _client(
-    credentials: Credentials, transport: httpx.AsyncBaseTransport | None
-) -> httpx.AsyncClient:
-    auth = HubAuth(
-        credentials.identifier, credentials.secret, token_url=token_url_for(credentials.base_url)
+def _session(credentials: Credentials, transport: httpx.AsyncBaseTransport | None) -> HubSession:
+    # A check waits a minute at most for a 429: someone is waiting for its answer.
+    return HubSession(
+        credentials, timeout=30.0, max_wait=_MAX_WAIT, transport=transport, max_retries=1
     )
-    return make_client(credentials.base_url, auth, concurrency=2, timeout=30.0, transport=transport)
 
 
 async def run_checks_async(
     credentials: Credentials, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> list[CheckResult]:
     """Every check of the connection's kind, in order."""
-    async with _client(credentials, transport) as client:
-        reader = HubReader(client, max_retries=1)
+    async with _session(credentials, transport) as session:
+        reader = session.reader
         checks: Callable[[HubReader, Credentials], Awaitable[list[CheckResult]]] = (
             _org_checks if credentials.kind == "oat" else _user_checks
         )
@@ -364,8 +358,8 @@ async def verify_async(
     Raises :class:`~sink.errors.CredentialsError` (or :class:`~sink.errors.StopRun`) with the
     check's message and Hub's answer when the connection does not work.
     """
-    async with _client(credentials, transport) as client:
-        reader = HubReader(client, max_retries=1)
+    async with _session(credentials, transport) as session:
+        reader = session.reader
         path = f"/v2/namespaces/{segment(credentials.identifier)}/repositories"
         try:
             return _count(await _page(reader, path, 1))

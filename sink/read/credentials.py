@@ -6,13 +6,9 @@ it is never part of the config itself, and it never appears in a repr, a message
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal, TextIO
+from typing import Literal
 
-from sink.config import ConnectionConfig, resolve_path
 from sink.errors import ConfigError, NeedsOrgToken
 from sink.origin import check_base_url
 
@@ -48,49 +44,6 @@ def kind_of(secret: str) -> Kind:
     if secret.startswith("dckr_oat_"):
         return "oat"
     return "password"
-
-
-def resolve(
-    connection: ConnectionConfig,
-    folder: Path,
-    *,
-    base_url: str | None = None,
-    stdin: TextIO | None = None,
-) -> Credentials:
-    """Read the connection's secret from its source; a :class:`ConfigError` says what is missing.
-
-    ``base_url`` is where the requests go (a destination's ``base_url``, which
-    :func:`sink.destination.base_url_of` decided); without it, the connection's own."""
-    if connection.name is not None:
-        from sink.read.connections import load_credentials
-
-        return load_credentials(connection.name, base_url=base_url)
-    identifier = (connection.identifier or "").strip()
-    if connection.secret_env:
-        secret = os.environ.get(connection.secret_env, "")
-        if not secret.strip():
-            raise ConfigError(
-                f"the environment variable {connection.secret_env} (the connection's secret) "
-                "is not set"
-            )
-    elif connection.secret_file:
-        path = resolve_path(folder, connection.secret_file)
-        assert path is not None
-        try:
-            secret = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read the secret file {path}: {exc.strerror}") from exc
-    elif connection.secret_stdin:
-        secret = (stdin or sys.stdin).readline()
-    else:
-        raise ConfigError(
-            "the connection has no secret: give secret_env, secret_file, secret_stdin or name"
-        )
-    secret = secret.strip()
-    if not secret:
-        raise ConfigError("the connection's secret is empty")
-    kind = connection.kind or kind_of(secret)
-    return Credentials(base_url or connection.base_url, identifier, secret, kind)
 
 
 def check_accepted(credentials: Credentials, accepted: list[str], what: str) -> None:

@@ -45,8 +45,7 @@ import orjson
 from sink.errors import ConfigError, SinkError
 from sink.read.credentials import Credentials
 from sink.read.hub import HubReader, segment
-from sink.send.auth import HubAuth, token_url_for
-from sink.send.transport import make_client
+from sink.send.session import HubSession
 
 BATCH_ROWS = 1_000
 ORDERINGS = ("name", "-name", "last_updated", "-last_updated", "pull_count", "-pull_count")
@@ -690,7 +689,10 @@ def open_writer(
         return
     assert target is not None
     path = Path(target)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+    try:
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
     os.close(handle)
     try:
         writer: RecordWriter
@@ -728,15 +730,9 @@ async def export_async(
 ) -> int:
     """Stream the export ``what`` into ``writer``; returns the number of records."""
     namespace = options.namespace or credentials.identifier
-    auth = HubAuth(
-        credentials.identifier, credentials.secret, token_url=token_url_for(credentials.base_url)
-    )
     count = 0
-    async with make_client(
-        credentials.base_url, auth, concurrency=2, timeout=60.0, transport=transport
-    ) as client:
-        reader = HubReader(client)
-        async for record in records(reader, what, namespace, options):
+    async with HubSession(credentials, timeout=60.0, transport=transport) as session:
+        async for record in records(session.reader, what, namespace, options):
             writer.write(record)
             count += 1
     return count

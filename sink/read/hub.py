@@ -5,8 +5,10 @@ checks, look-ups and exports. It follows ``next`` URLs only on the connection's 
 (scheme, host and port; the bearer token goes nowhere else), understands Hub's list shapes
 (``results`` with ``count``, the org-token list's ``total``, the invites list's ``data``, the
 audit log's ``logs`` that has no ``next`` and is paged by incrementing ``page``), waits as
-``Retry-After`` says when it is rate limited, and sends a read again after a 5xx or a dropped
-connection (reads are idempotent).
+``Retry-After`` says when it is rate limited, and sends a read again after an answer
+:func:`~sink.send.classify.classify` says to retry (a 5xx, a 408) or a dropped connection
+(reads are idempotent). Every read takes a slot of the credential's
+:class:`~sink.send.pacing.Pacer`, the one its writes take (see :mod:`sink.send.session`).
 
 Effect look-ups read a list once per run, at the largest page size: :meth:`HubReader.effect_present`
 keeps each list it read (one read shared by the look-ups that ask at the same time) until a
@@ -30,12 +32,19 @@ from sink.errors import CredentialsError, NeedsOrgToken, RejectRecord, RetryLate
 from sink.model import Request
 from sink.origin import url_origin
 from sink.request.templates import Lookup
-from sink.send.classify import OAT_NOT_ALLOWED, PAT_NOT_ALLOWED, hub_message, parse_body
+from sink.send.classify import (
+    OAT_NOT_ALLOWED,
+    PAT_NOT_ALLOWED,
+    VerdictKind,
+    classify,
+    hub_message,
+    overloaded,
+    parse_body,
+)
 from sink.send.pacing import (
     MIN_THROTTLE_WAIT,
     Pacer,
     backoff_delay,
-    parse_quota,
     retry_after,
     too_long,
     wait_limit,
@@ -55,7 +64,6 @@ empty page (the audit log)."""
 MAX_CACHED_LISTS = 512
 """Lists an effect look-up keeps at most (the oldest goes first)."""
 
-_RETRIED_STATUSES = frozenset({500, 502, 503, 504})
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 ListKey = tuple[str, str | None]
@@ -120,19 +128,34 @@ class HubReader:
         self._watching = False
 
     async def get(
-        self, url: str, *, params: Mapping[str, Any] | None = None, method: str = "GET"
+        self,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        method: str = "GET",
+        json: Any = None,
+        auth: httpx.Auth | None = None,
     ) -> httpx.Response:
-        """One request, waiting out 429s (at most ``max_waits`` times) and sending again after
-        a 5xx or a dropped connection (at most ``max_retries`` times). Every send takes a slot
-        of the pacer, and a 429 is waited as the dispatcher waits one: at least a second, never
-        longer than the pacer's limit, ended at once by :meth:`~sink.send.pacing.Pacer.stop`."""
+        """One request, waiting out 429s (at most ``max_waits`` times) and sending again what
+        :func:`~sink.send.classify.classify` says to retry (a 5xx, a 408) or a dropped
+        connection (at most ``max_retries`` times). Every send takes a slot of the pacer, and a
+        429 is waited as the dispatcher waits one: at least a second, never longer than the
+        pacer's limit, ended at once by :meth:`~sink.send.pacing.Pacer.stop`. Any other answer
+        is returned as it is. ``json`` and ``auth`` go to the request (the token exchange's
+        check posts the credential without the client's sign-in)."""
         pacer = self.pacer
         waits = failures = 0
         while True:
             await pacer.wait()
             self.requests += 1
             try:
-                response = await self.client.request(method, url, params=params)
+                response = await self.client.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth,
+                )
             except BaseException as exc:
                 pacer.complete(None)
                 if not isinstance(exc, httpx.TransportError) or failures >= self.max_retries:
@@ -142,12 +165,13 @@ class HubReader:
                 continue
             status = response.status_code
             throttled = status == 429
-            bare = status == 503 or (throttled and parse_quota(response.headers) is None)
             pacer.complete(
                 response.headers if status < 500 and not throttled else None,
                 throttled=throttled,
-                overloaded=bare,
+                overloaded=overloaded(status, response.headers),
             )
+            if status < 300 or classify(response).kind is not VerdictKind.RETRY:
+                return response
             if throttled:
                 if waits >= self.max_waits:
                     raise RetryLater(f"still rate limited after {self.max_waits} waits: {url}")
@@ -159,11 +183,10 @@ class HubReader:
                 if not pacer.throttled(delay):
                     await pacer.pause(delay)  # only this read waits
                 continue
-            if status in _RETRIED_STATUSES and failures < self.max_retries:
-                failures += 1
-                await pacer.pause(self._backoff(failures))
-                continue
-            return response
+            if failures >= self.max_retries:
+                return response
+            failures += 1
+            await pacer.pause(self._backoff(failures))
 
     def _backoff(self, failures: int) -> float:
         return backoff_delay(failures - 1, self.backoff, 10.0, random.uniform)

@@ -100,9 +100,14 @@ class Renderer:
         settings: Mapping[str, Any] | None = None,
         body_template: Any = None,
         code_folder: Path | None = None,
+        idempotent: bool = False,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.template_id = template_id
         self.method = method
+        # Carried by every request: the dispatcher decides from the request alone.
+        self.idempotent = idempotent
+        self.secrets = secrets
         self._base_url = base_url
         self._origin = base_url.rstrip("/")
         self._path = path
@@ -219,12 +224,22 @@ class Renderer:
         else:
             url = self._origin + path if path[:1] == "/" else self._absolute(path)
             self._last_path, self._last_url = path, url
-        if body is None:
-            return Request(self.method, url, headers, None, keys, self.template_id, indexes)
-        static = headers is self._headers.static
-        headers = self._json_static if static else JSON_HEADERS + headers
-        payload = orjson.dumps(body, default=_json_default)
-        return Request(self.method, url, headers, payload, keys, self.template_id, indexes)
+        payload = None if body is None else orjson.dumps(body, default=_json_default)
+        if payload is not None:
+            static = headers is self._headers.static
+            headers = self._json_static if static else JSON_HEADERS + headers
+        return Request(
+            self.method,
+            url,
+            headers,
+            payload,
+            keys,
+            self.template_id,
+            indexes,
+            (),
+            self.idempotent,
+            self.secrets,
+        )
 
     @cached_property
     def _base(self) -> httpx.URL:
@@ -261,6 +276,9 @@ class Renderer:
                     (record.key,),
                     self.template_id,
                     (record.index,),
+                    (),
+                    self.idempotent,
+                    self.secrets,
                 )
             path = self._path(data)
             if fused is not None:
@@ -457,6 +475,8 @@ def for_template(
         settings=settings,
         body_template=template.body,
         code_folder=code_folder,
+        idempotent=template.idempotent,
+        secrets=tuple(template.secrets),
     )
 
 
@@ -472,13 +492,16 @@ def for_manual(
     batching: Batching | None = None,
     validate: bool = True,
     code_folder: Path | None = None,
+    idempotent: bool = False,
+    secrets: tuple[str, ...] = (),
 ) -> Renderer:
     """A renderer for manual mode: method, URL, headers and a body template or the record itself.
 
     A body given as JSON text is parsed once into a structure, so record values are inserted as
     data and can never break the JSON. The request body is checked against the spec operation its
     method and path match, when there is one. ``code_folder``: where code batching's
-    ``file.py:function`` is (the config's folder).
+    ``file.py:function`` is (the config's folder). ``idempotent`` (the request is safe to send
+    twice) and ``secrets`` (the answer's secret fields) are carried by every request.
     """
     method = method.upper()
     if method not in ("POST", "PUT", "PATCH", "DELETE"):
@@ -507,4 +530,6 @@ def for_manual(
         batching=batching or Batching(),
         settings=settings,
         code_folder=code_folder,
+        idempotent=idempotent,
+        secrets=secrets,
     )

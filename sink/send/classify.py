@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ import httpx
 import orjson
 
 from sink.errors import CredentialsError, NeedsOrgToken, StopRun
-from sink.send.pacing import parse_retry_after
+from sink.send.pacing import parse_quota, parse_retry_after
 
 PAT_NOT_ALLOWED = "token issued from personal access token is not allowed"
 OAT_NOT_ALLOWED = "token issued from organization access token is not allowed"
@@ -141,6 +142,15 @@ def classify(response: httpx.Response, now: float | None = None) -> Verdict:
     if status == 408:
         return Verdict(VerdictKind.RETRY, message)
     return Verdict(VerdictKind.REJECT, message)
+
+
+def overloaded(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether an answer says "slow down" without saying the quota: a 503, or a 429 without
+    ``X-RateLimit-*`` (a limit other than the credential's quota, or a server that does not
+    report one). The pacer lowers the requests in flight when such answers are dense."""
+    if status == 503:
+        return True
+    return status == 429 and parse_quota(headers) is None
 
 
 def may_have_arrived(exc: Exception) -> bool:

@@ -1,8 +1,12 @@
 """Sending requests to Docker Hub: retries, pacing and concurrency.
 
-:func:`sink.send.classify.classify` is the one place that decides what a response means (DESIGN.md,
-"What a response means"). :class:`Dispatcher` sends :class:`~sink.model.Request` values on one
-``httpx.AsyncClient`` and turns each into an :class:`~sink.model.Outcome`:
+:func:`sink.send.classify.classify` is the one place that decides what a response means
+(DESIGN.md, "What a response means"). :class:`Dispatcher` sends :class:`~sink.model.Request`
+values on one ``httpx.AsyncClient`` and turns each into an :class:`~sink.model.Outcome`, one
+attempt at a time: the attempt (:meth:`Dispatcher._attempt`) sends the request and says what
+it got, :func:`sink.send.decide.decide` (pure) says what comes next, and the dispatcher does
+it, within the limits of :class:`~sink.send.settings.Retry` and
+:class:`~sink.send.settings.Limits`:
 
 - 5xx answers, dropped connections and timeouts are retried with full-jitter exponential
   backoff, up to ``max_attempts`` sends and ``max_elapsed`` seconds;
@@ -23,17 +27,17 @@
   a row before any answer in the run, or for :data:`UNREACHABLE_SECONDS` after one), the run
   stops with :class:`~sink.errors.Unreachable` ("cannot reach HOST (reason)");
 - a POST or PATCH whose fate is unknown (see :mod:`sink.send.classify`)
-  is looked up before it is sent again: present → ok (``extra["recovered"]``), absent → sent
-  again, cannot tell → failed with ``extra["in_doubt"]``, never sent blindly;
-- a 409 or an "already exists" is looked up: present → ok (``extra["already_existed"]``);
+  is looked up before it is sent again: present → ok (``outcome.recovered``), absent → sent
+  again, cannot tell → failed with ``outcome.in_doubt``, never sent blindly;
+- a 409 or an "already exists" is looked up: present → ok (``outcome.already_existed``);
 - a 401 after a fresh token exchange, or a personal access token on an endpoint that needs an
   organization access token, raises :class:`~sink.errors.StopRun` (the run cannot go on).
 
-Secrets: for templates listed in ``secret_fields`` the dispatcher removes those fields from
-the response body it puts in the outcome (they become ``"***"``) and hands the values over in
-``outcome.vault``, a :class:`~sink.model.VaultEntry` whose repr hides them and which JSON
-encoders refuse. The pipeline writes it to the vault before the record counts as done;
-nothing else should read it.
+Secrets: for a request that names its answer's secret fields (``Request.secrets``) the
+dispatcher removes them from the response body it puts in the outcome (they become ``"***"``,
+see :mod:`sink.send.secrets`) and hands the values over in ``outcome.vault``, a
+:class:`~sink.model.VaultEntry` whose repr hides them and which JSON encoders refuse. The
+pipeline writes it to the vault before the record counts as done; nothing else should read it.
 
 The client comes from :func:`sink.send.transport.make_client`.
 """
@@ -41,9 +45,7 @@ The client comes from :func:`sink.send.transport.make_client`.
 from __future__ import annotations
 
 import asyncio
-import random
-import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,27 +58,33 @@ from sink.errors import (
     StopRun,
     Throttled,
     Unreachable,
-    WaitTooLong,
 )
-from sink.model import NON_IDEMPOTENT, Outcome, Request, Status, VaultEntry
-from sink.outputs.redact import split_secrets
+from sink.model import NON_IDEMPOTENT, Outcome, Request, Status
 from sink.send.classify import (
     AMBIGUOUS_5XX,
+    Verdict,
     VerdictKind,
     classify,
     describe,
     may_have_arrived,
+    overloaded,
     parse_body,
 )
-from sink.send.pacing import (
-    MIN_THROTTLE_WAIT,
-    Pacer,
-    backoff_delay,
-    parse_quota,
-    retry_after,
-    too_long,
-    wait_limit,
+from sink.send.decide import (
+    Attempted,
+    Looked,
+    Move,
+    Purpose,
+    Step,
+    Tally,
+    Tried,
+    Wait,
+    after_look_up,
+    decide,
 )
+from sink.send.pacing import Pacer, retry_after
+from sink.send.secrets import hide_secrets, take_secrets
+from sink.send.settings import Clock, Limits, Retry
 
 # Transport failures that will not go away by sending again.
 _HOPELESS: tuple[type[Exception], ...] = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
@@ -89,8 +97,10 @@ _CONNECT_FAILURES: tuple[type[Exception], ...] = (httpx.ConnectError, httpx.Conn
 # must also have lasted UNREACHABLE_SECONDS, so that a blip mid-run does not stop the run.
 UNREACHABLE_AFTER = 8
 UNREACHABLE_SECONDS = 30.0
-# 429s one request may receive before it fails (retry.max_throttled).
-MAX_THROTTLED = 20
+_LIMITS = Limits()
+_RETRY = Retry()
+_OK = Verdict(VerdictKind.OK)
+_NOTHING = Attempted(Tried.DROPPED)  # a look-up before any attempt of this round
 
 Lookup = Callable[[Request], Awaitable[bool | None]]
 EventHook = Callable[[str, dict[str, Any]], None]
@@ -131,6 +141,19 @@ class _Attempt:
     throttled: int = 0  # 429 answers, the token exchange's included
     sending: bool = False  # on the wire right now (its fate unknown until it returns)
     reached: bool = False  # some attempt of the request itself may have reached Hub
+    risky: bool = True  # sending it twice could do its effect twice
+    delete: bool = False
+
+    def tally(self, now: float) -> Tally:
+        """What the decision needs to know of the attempts so far."""
+        return Tally(
+            self.failures,
+            self.throttled,
+            now - self.started,
+            self.ambiguous,
+            self.risky,
+            self.delete,
+        )
 
 
 class _Place:
@@ -157,67 +180,49 @@ class _Place:
 class Dispatcher:
     """Sends requests with retries, pacing and a concurrency limit (see the module docstring).
 
-    ``lookup(request)`` answers whether the request's effect is already there (True/False) or
-    ``None`` when that cannot be told. ``secret_fields`` maps a template id to the response
-    fields that are secrets. ``idempotent_templates`` names POST/PATCH templates that are safe
-    to send again without a look-up. ``on_event(name, data)`` is told about retries, 429s and
-    recoveries (never about plain successes, to keep the common path cheap).
+    ``limits`` say how much goes out at once, ``retry`` when a request is sent again and when
+    it is given up, ``clock`` the time and the waits (see :mod:`sink.send.settings`).
+    ``pacer`` is the credential's :class:`~sink.send.pacing.Pacer`, shared with its reads (by
+    default one of the dispatcher's own, from ``limits``). ``lookup(request)`` answers whether
+    the request's effect is already there (True/False) or ``None`` when that cannot be told.
+    ``on_event(name, data)`` is told about retries, 429s and recoveries (never about plain
+    successes, to keep the common path cheap). Whether a request may be sent twice and which
+    answer fields are secrets, the request says (``Request.idempotent``, ``Request.secrets``).
     """
 
     def __init__(
         self,
         client: httpx.AsyncClient,
         *,
-        concurrency: int = 16,
-        rate: float | None = None,
-        max_attempts: int = 6,
-        max_elapsed: float = 300.0,
-        max_throttled: int = MAX_THROTTLED,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
+        limits: Limits = _LIMITS,
+        retry: Retry = _RETRY,
+        clock: Clock | None = None,
+        pacer: Pacer | None = None,
         lookup: Lookup | None = None,
         on_event: EventHook | None = None,
-        secret_fields: Mapping[str, tuple[str, ...]] | None = None,
-        idempotent_templates: Iterable[str] = (),
-        pacer: Pacer | None = None,
-        follow_quota: bool = True,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-        rng: random.Random | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if max_throttled < 1:
-            raise ValueError("max_throttled must be at least 1")
+        clock = clock or Clock()
         self.client = client
-        self.concurrency = concurrency
-        self.max_attempts = max_attempts
-        self.max_elapsed = max_elapsed
-        self.max_throttled = max_throttled
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
+        self.limits = limits
+        self.retry = retry
+        self.concurrency = limits.concurrency
         self.lookup = lookup
         self.on_event = on_event
-        self.secret_fields = dict(secret_fields or {})
-        self.idempotent_templates = frozenset(idempotent_templates)
         if pacer is not None and pacer.on_wait is None:
             pacer.on_wait = self._quota_wait
         self.pacer = pacer or Pacer(
-            rate,
-            follow_quota=follow_quota,
-            clock=clock,
-            wall=wall,
-            sleep=sleep,
-            max_wait=max_elapsed,
+            limits.rate,
+            follow_quota=limits.follow_quota,
+            clock=clock.monotonic,
+            wall=clock.wall,
+            sleep=clock.sleep,
+            max_wait=retry.max_elapsed,
             on_wait=self._quota_wait,
         )
-        self._clock = clock
-        self._wall = wall
-        self._sleep = sleep
-        self._uniform = (rng or random.Random()).uniform
+        self._clock = clock.monotonic
+        self._wall = clock.wall
+        self._sleep = clock.sleep
+        self._uniform = clock.rng.uniform
         self._stats = DispatchStats()
         self._stopping = False
         self._stop_requested = False
@@ -227,7 +232,7 @@ class Dispatcher:
         self._failing_since = 0.0
         self._answered = False  # whether anything in this run got an answer from Hub
         self._urls: dict[str, httpx.URL] = {}
-        self._places = asyncio.Semaphore(concurrency)
+        self._places = asyncio.Semaphore(limits.concurrency)
 
     @property
     def stats(self) -> DispatchStats:
@@ -304,151 +309,185 @@ class Dispatcher:
         return outcome
 
     async def _send(self, request: Request, place: _Place) -> Outcome:
-        pacer = self.pacer
+        """Attempt, decide, act, until the request has its outcome: each attempt ends in an
+        :class:`~sink.send.decide.Attempted`, :func:`~sink.send.decide.decide` says what
+        comes next, :meth:`_act` does it."""
         state = _Attempt(request, self._clock(), place=place)
+        state.risky = request.method.upper() in NON_IDEMPOTENT and not request.idempotent
+        state.delete = request.method.upper() == "DELETE"
         self._open[id(request)] = state
-        risky = self._risky(request)
         while True:
-            if state.ambiguous and risky:
-                try:
-                    found = await self._look_up(state)
-                except _LookupFailed:
-                    if not await self._backoff(state, state.error):
-                        return self._gave_up(state)
-                    continue
-                except RejectRecord as exc:
-                    return self._settled(state, exc)
-                if found is None:
-                    outcome = self._finish(
-                        state,
-                        Status.FAILED,
-                        error=(
-                            f"{state.error}; the request may have reached Docker Hub and "
-                            "whether it took effect cannot be looked up, so it was not sent "
-                            "again"
-                        ),
-                    )
-                    outcome.in_doubt = True
-                    return outcome
-                if found:
-                    return self._recovered(state)
-                state.ambiguous = False  # not there: sending again is safe
-            try:
-                built = self._build(request)
-            except (httpx.InvalidURL, httpx.UnsupportedProtocol, TypeError, ValueError) as exc:
-                return self._finish(state, Status.REJECTED, error=f"invalid request: {exc}")
-            try:
-                response = await self._on_the_wire(built, state)
-            except _HOPELESS as exc:
-                return self._finish(state, Status.FAILED, error=describe(exc))
-            except httpx.TransportError as exc:
-                state.error = describe(exc)
-                state.status = None
-                if isinstance(exc, _CONNECT_FAILURES):
-                    self._connect_failed(exc, built)  # raises Unreachable when Hub is out of reach
-                failed = _failed_request(exc)
-                if may_have_arrived(exc) and (failed is None or failed is built):
-                    # The request itself (not the token exchange before it) may have arrived.
-                    state.reached = state.ambiguous = True
-                if not await self._backoff(state, state.error):
-                    return self._gave_up(state)
-                continue
-            except Throttled as exc:  # the token exchange answered 429: every request waits
-                state.error = str(exc)
-                self._stats.rate_limited += 1
-                asked = (exc.delay, exc.asked or "") if exc.delay is not None else None
-                delay, why = self._throttle_wait(state, asked, "on the token exchange")
-                if why is not None:
-                    # Every request needs the token: the run cannot go on.
-                    self._halt()
-                    raise WaitTooLong(why) from exc
-                pacer.hold(delay)
-                self._stats.retries += 1
-                self._event(
-                    "rate_limited",
-                    {"template": request.template, "delay": delay, "everyone": True},
-                )
-                continue
-            except RetryLater as exc:  # the token exchange answered 5xx
-                state.error = str(exc)
-                if exc.delay is not None:
-                    pacer.hold(min(exc.delay, wait_limit(self.max_elapsed)))
-                if not await self._backoff(state, state.error, sleep=exc.delay is None):
-                    return self._gave_up(state)
-                continue
-            except StopRun:
-                self._halt()
-                raise
-            except httpx.HTTPError as exc:  # decoding errors, too many redirects
-                return self._finish(state, Status.FAILED, error=describe(exc))
-            status = response.status_code
-            throttled = status == 429
-            pacer.complete(
-                response.headers if status < 500 and not throttled else None,
-                throttled=throttled,
-                overloaded=_overloaded(status, response.headers),
+            if state.ambiguous and state.risky:
+                # It may have arrived: sent again only once a look-up says it is not there.
+                outcome = await self._look_up_then(state, Purpose.RESEND, None)
+            else:
+                attempted = await self._attempt(state)
+                move = decide(attempted, state.tally(self._clock()), self.retry, self._uniform)
+                outcome = await self._act(state, move, attempted)
+            if outcome is not None:
+                return outcome
+
+    async def _attempt(self, state: _Attempt) -> Attempted:
+        """One attempt: build, take a pacing slot, send; what it got, the request's state
+        updated with what it tells (its status and error, whether it may have reached Hub).
+        Raises :class:`Unreachable` when Hub is out of reach and lets a :class:`StopRun`
+        through (the run cannot go on)."""
+        try:
+            built = self._build(state.request)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, TypeError, ValueError) as exc:
+            return Attempted(Tried.INVALID, error=f"invalid request: {exc}")
+        try:
+            response = await self._on_the_wire(built, state)
+        except _HOPELESS as exc:
+            return Attempted(Tried.HOPELESS, error=describe(exc))
+        except httpx.TransportError as exc:
+            state.error = describe(exc)
+            state.status = None
+            if isinstance(exc, _CONNECT_FAILURES):
+                self._connect_failed(exc, built)  # raises Unreachable when Hub is out of reach
+            failed = _failed_request(exc)
+            if may_have_arrived(exc) and (failed is None or failed is built):
+                # The request itself (not the token exchange before it) may have arrived.
+                state.reached = state.ambiguous = True
+            return Attempted(Tried.DROPPED, error=state.error)
+        except Throttled as exc:  # the token exchange answered 429: every request waits
+            state.error = str(exc)
+            self._stats.rate_limited += 1
+            return Attempted(
+                Tried.TOKEN_THROTTLED,
+                error=state.error,
+                delay=exc.delay,
+                asked=exc.asked or "",
+                cause=exc,
             )
-            if 200 <= status < 300:
-                return self._ok(state, response)
-            verdict = classify(response, self._wall())
-            kind = verdict.kind
-            state.status = status
-            state.error = verdict.message
-            if kind is VerdictKind.RETRY:
-                if status == 429:
-                    self._stats.rate_limited += 1
-                    delay, why = self._throttle_wait(
-                        state, retry_after(response.headers, self._wall()), ""
-                    )
-                    if why is not None:
-                        return self._gave_up(state, why)
-                    shared = pacer.throttled(delay)
-                    self._stats.retries += 1
-                    self._event(
-                        "rate_limited",
-                        {"template": request.template, "delay": delay, "everyone": shared},
-                    )
-                    if not shared:
-                        await self._pause(state, delay)  # an isolated 429: only this one waits
-                    continue
-                if status in AMBIGUOUS_5XX:
-                    state.ambiguous = True
-                if not await self._backoff(state, verdict.message):
-                    return self._gave_up(state)
-                continue
-            if kind is VerdictKind.STOP:
-                self._halt()
-                self._event("stop", {"template": request.template, "message": verdict.message})
-                raise verdict.error()
-            body = parse_body(response)
-            if kind is VerdictKind.CONFLICT:
-                found, settled = await self._look_up_after(state, body)
-                if settled is not None:
-                    return settled
-                if found:
-                    return self._recovered(state, already_existed=not state.ambiguous)
-                return self._finish(state, Status.REJECTED, body=body, error=verdict.message)
-            # REJECT
-            if request.method.upper() == "DELETE" and status == 404:
-                # What the delete was for is in place: the target is gone (an earlier attempt
-                # or an earlier run deleted it, or it never was). The look-up tells that from a
-                # 404 for what the path names as the target's parent (a team that does not
-                # exist: the record is wrong) and from a target Hub still lists.
-                found, settled = await self._look_up_after(state, body)
-                if settled is not None:
-                    return settled
-                if found is not False:
-                    outcome = self._finish(state, Status.OK, body=body)
-                    outcome.already_gone = True
-                    return outcome
-            return self._finish(state, Status.REJECTED, body=body, error=verdict.message)
+        except RetryLater as exc:  # the token exchange answered 5xx
+            state.error = str(exc)
+            return Attempted(Tried.TOKEN_FAILED, error=state.error, delay=exc.delay)
+        except StopRun:
+            self._halt()
+            raise
+        except httpx.HTTPError as exc:  # decoding errors, too many redirects
+            return Attempted(Tried.BROKEN, error=describe(exc))
+        status = response.status_code
+        throttled = status == 429
+        self.pacer.complete(
+            response.headers if status < 500 and not throttled else None,
+            throttled=throttled,
+            overloaded=overloaded(status, response.headers),
+        )
+        if 200 <= status < 300:
+            return Attempted(Tried.ANSWERED, status, _OK, response=response)
+        verdict = classify(response, self._wall())
+        state.status = status
+        state.error = verdict.message
+        delay: float | None = None
+        asked = ""
+        if throttled:
+            self._stats.rate_limited += 1
+            found = retry_after(response.headers, self._wall())
+            if found is not None:
+                delay, asked = found
+        elif verdict.kind is VerdictKind.RETRY and status in AMBIGUOUS_5XX:
+            state.ambiguous = True
+        return Attempted(
+            Tried.ANSWERED, status, verdict, delay=delay, asked=asked, response=response
+        )
+
+    async def _act(self, state: _Attempt, move: Move, attempted: Attempted) -> Outcome | None:
+        """Do what ``move`` says: the outcome that settles the request, or ``None`` to go on
+        (after the wait a retry asks for)."""
+        step = move.step
+        if move.hold is not None:
+            self.pacer.hold(move.hold)
+        if step is Step.DONE:
+            return self._ok(state, attempted.response)
+        if step is Step.SETTLE:
+            body = (
+                parse_body(attempted.response)
+                if move.with_body and attempted.response is not None
+                else None
+            )
+            outcome = self._finish(state, move.status, body=body, error=move.error or None)
+            outcome.in_doubt = move.in_doubt
+            outcome.already_gone = move.already_gone
+            return outcome
+        if step is Step.RETRY:
+            await self._retry(state, move)
+            return None
+        if step is Step.LOOK_UP:
+            assert move.purpose is not None
+            return await self._look_up_then(state, move.purpose, attempted, move.error)
+        if step is Step.RECOVERED:
+            return self._recovered(state, already_existed=move.already_existed)
+        if step is Step.SEND:
+            state.ambiguous = False  # not there: sending again is safe
+            return None
+        if step is Step.GIVE_UP:
+            return self._gave_up(state, move.error or None)
+        # STOP
+        assert move.stop is not None
+        self._halt()
+        if attempted.verdict is not None:
+            message = attempted.verdict.message
+            self._event("stop", {"template": state.request.template, "message": message})
+        raise move.stop from attempted.cause
+
+    async def _retry(self, state: _Attempt, move: Move) -> None:
+        """Count the retry, tell ``on_event``, and wait as ``move`` says."""
+        request = state.request
+        self._stats.retries += 1
+        delay = move.delay
+        if not move.counts_throttle:
+            state.failures += 1
+            self._event(
+                "retry",
+                {
+                    "template": request.template,
+                    "attempt": state.attempts,
+                    "reason": move.error,
+                    "delay": delay,
+                },
+            )
+            if delay > 0:
+                await self._pause(state, delay)
+            return
+        state.throttled += 1
+        if move.wait is Wait.HOLD:
+            self.pacer.hold(delay)
+            shared = True
+        else:
+            shared = self.pacer.throttled(delay)
+        self._event(
+            "rate_limited", {"template": request.template, "delay": delay, "everyone": shared}
+        )
+        if not shared:
+            await self._pause(state, delay)  # an isolated 429: only this one waits
+
+    async def _look_up_then(
+        self, state: _Attempt, purpose: Purpose, attempted: Attempted | None, error: str = ""
+    ) -> Outcome | None:
+        """Look the effect up, then act as :func:`~sink.send.decide.after_look_up` says."""
+        reason = ""
+        try:
+            looked = _looked(await self._look_up(state))
+        except _LookupFailed:
+            looked = Looked.FAILED
+        except RejectRecord as exc:
+            looked, reason = Looked.SETTLES, exc.message
+        if purpose is Purpose.RESEND:
+            error = state.error
+        tally = state.tally(self._clock())
+        move = after_look_up(
+            purpose, looked, tally, self.retry, self._uniform, error=error, reason=reason
+        )
+        return await self._act(state, move, attempted or _NOTHING)
 
     async def _look_up(self, state: _Attempt) -> bool | None:
         """Whether the request's effect is there (``None``: cannot tell); raises
         :class:`_LookupFailed` when the look-up itself met a transient failure, and lets
         :class:`~sink.errors.RejectRecord` through when Hub's answer to the look-up settles
-        the record (the team it names does not exist): the caller makes that a rejection
-        (see :meth:`_settled`), never a record left in doubt."""
+        the record (the team it names does not exist): the decision makes that a rejection,
+        never a record left in doubt."""
         if self.lookup is None:
             return None
         self._stats.lookups += 1
@@ -457,26 +496,6 @@ class Dispatcher:
         except (httpx.TransportError, RetryLater) as exc:
             state.error = f"{state.error}; the look-up failed ({describe(exc)})"
             raise _LookupFailed from exc
-
-    def _settled(self, state: _Attempt, reason: RejectRecord, body: Any = None) -> Outcome:
-        """The rejection a look-up settled the request with (its parent does not exist)."""
-        return self._finish(state, Status.REJECTED, body=body, error=reason.message)
-
-    async def _look_up_after(
-        self, state: _Attempt, body: Any
-    ) -> tuple[bool | None, Outcome | None]:
-        """The look-up after a clear answer (a 409, a DELETE's 404): whether the effect is
-        there (``None`` when it cannot be told, a transient failure included), or the outcome
-        that settles the record when the look-up found what it names missing."""
-        try:
-            return await self._look_up(state), None
-        except _LookupFailed:
-            return None, None
-        except RejectRecord as exc:
-            return None, self._settled(state, exc, body)
-
-    def _backoff_delay(self, failures: int) -> float:
-        return backoff_delay(failures, self.backoff_base, self.backoff_cap, self._uniform)
 
     async def _on_the_wire(self, built: httpx.Request, state: _Attempt) -> httpx.Response:
         """One attempt: a pacing slot, then the exchange."""
@@ -527,33 +546,6 @@ class Dispatcher:
             "connection's base URL and the network, then run again"
         ) from exc
 
-    def _throttle_wait(
-        self, state: _Attempt, asked: tuple[float, str] | None, where: str
-    ) -> tuple[float, str | None]:
-        """Count a 429 and decide its wait: ``(seconds, None)``, or ``(0, why)`` when the
-        request must not wait (too long a wait, too many 429s, out of time). ``asked`` is
-        the server's delay and the header that said it, if it did."""
-        state.throttled += 1
-        place = f" {where}" if where else ""
-        if asked is not None and asked[0] > wait_limit(self.max_elapsed):
-            return 0.0, too_long(asked[0], asked[1], where, self.max_elapsed)
-        if asked is not None:
-            delay = max(MIN_THROTTLE_WAIT, asked[0])
-        else:
-            delay = max(MIN_THROTTLE_WAIT, self._backoff_delay(state.throttled - 1))
-        if state.throttled > self.max_throttled:
-            return 0.0, (
-                f"Docker Hub answered HTTP 429 (rate limited) {state.throttled} times{place}, "
-                f"more than retry.max_throttled ({self.max_throttled})"
-            )
-        if self._clock() + delay - state.started > self.max_elapsed:
-            said = f" ({asked[1]})" if asked is not None and asked[1] else ""
-            return 0.0, (
-                f"HTTP 429 (rate limited){place}: waiting {delay:g} s more{said} would pass "
-                f"retry.max_seconds ({self.max_elapsed:g} s)"
-            )
-        return delay, None
-
     def _quota_wait(self, seconds: float, reason: str) -> None:
         self._event("waiting", {"seconds": seconds, "reason": reason})
 
@@ -567,51 +559,30 @@ class Dispatcher:
         if place is not None:
             await place.take()
 
-    async def _backoff(self, state: _Attempt, reason: str, *, sleep: bool = True) -> bool:
-        """Count a failed attempt and wait before the next; False when the limits are reached."""
-        delay = self._backoff_delay(state.failures) if sleep else 0.0
-        state.failures += 1
-        elapsed = self._clock() - state.started
-        if state.failures >= self.max_attempts or elapsed + delay > self.max_elapsed:
-            return False
-        self._stats.retries += 1
-        self._event(
-            "retry",
-            {
-                "template": state.request.template,
-                "attempt": state.attempts,
-                "reason": reason,
-                "delay": delay,
-            },
-        )
-        if delay > 0:
-            await self._pause(state, delay)
-        return True
+    # -- outcomes ---------------------------------------------------------------------------
 
     def _gave_up(self, state: _Attempt, reason: str | None = None) -> Outcome:
         tries = "attempt" if state.attempts == 1 else "attempts"
         error = f"gave up after {state.attempts} {tries}: {reason or state.error}"
-        in_doubt = state.ambiguous and self._risky(state.request)
+        in_doubt = state.ambiguous and state.risky
         if in_doubt:
             error += " (the request may have reached Docker Hub; check before sending it again)"
         outcome = self._finish(state, Status.FAILED, error=error)
-        if in_doubt:
-            outcome.in_doubt = True
-        if not state.reached:
-            # Only the token exchange, or nothing at all, went out: the request never left.
-            outcome.not_sent = True
+        outcome.in_doubt = in_doubt
+        # Only the token exchange, or nothing at all, went out: the request never left.
+        outcome.not_sent = not state.reached
         return outcome
 
-    def _risky(self, request: Request) -> bool:
-        """Whether sending ``request`` twice could do its effect twice."""
-        return (
-            request.method.upper() in NON_IDEMPOTENT
-            and request.template not in self.idempotent_templates
-        )
-
     def _finish(
-        self, state: _Attempt, status: Status, *, body: Any = None, error: str | None = None
+        self,
+        state: _Attempt,
+        status: Status,
+        *,
+        body: Any = None,
+        error: str | None = None,
+        hidden: bool = False,
     ) -> Outcome:
+        """The outcome; ``hidden``: ``body`` has no secrets left in it already."""
         request = state.request
         if status is Status.OK:
             self._stats.ok += 1
@@ -619,9 +590,8 @@ class Dispatcher:
             self._stats.rejected += 1
         else:
             self._stats.failed += 1
-        fields = self.secret_fields.get(request.template)
-        if fields and body is not None:
-            body = split_secrets(body, fields)[0]
+        if not hidden and request.secrets:
+            body = hide_secrets(request, body)
         return Outcome(
             keys=request.keys,
             status=status,
@@ -637,20 +607,17 @@ class Dispatcher:
         request = state.request
         state.status = response.status_code
         body = parse_body(response)
-        fields = self.secret_fields.get(request.template)
-        entry = None
-        if fields and body is not None:
-            # Every token-shaped value counts, not only the declared field: a secret in an
-            # unexpected place goes to the vault too, never to the responses stream.
-            _, secrets = split_secrets(body, fields)
-            if secrets:
-                entry = VaultEntry.from_body(request.keys, request.template, body, secrets)
-        if fields and entry is None:
+        fields = request.secrets
+        if not fields:
+            return self._finish(state, Status.OK, body=body)
+        taken = take_secrets(request, body)
+        if taken.entry is None:
             # Created, but the answer does not show the secret: as good as lost.
             outcome = self._finish(
                 state,
                 Status.SECRET_LOST,
-                body=body,
+                body=taken.body,
+                hidden=True,
                 error=(
                     f"Docker Hub answered {state.status} but the answer holds no secret "
                     f"(expected in {', '.join(fields)}); the token exists without a known "
@@ -659,16 +626,15 @@ class Dispatcher:
             )
             outcome.secret_lost = True
             return outcome
-        outcome = self._finish(state, Status.OK, body=body)
-        if entry is not None:
-            outcome.vault = entry
+        outcome = self._finish(state, Status.OK, body=taken.body, hidden=True)
+        outcome.vault = taken.entry
         return outcome
 
     def _recovered(self, state: _Attempt, *, already_existed: bool = False) -> Outcome:
         request = state.request
         self._stats.recovered += 1
-        secrets = self.secret_fields.get(request.template)
-        lost = bool(secrets) and not already_existed
+        secrets = bool(request.secrets)
+        lost = secrets and not already_existed
         outcome = self._finish(state, Status.SECRET_LOST if lost else Status.OK)
         if already_existed:
             outcome.already_existed = True
@@ -759,13 +725,10 @@ class Dispatcher:
             raise failures[0]
 
 
-def _overloaded(status: int, headers: Mapping[str, str]) -> bool:
-    """Whether an answer says "slow down" without saying the quota: a 503, or a 429 without
-    ``X-RateLimit-*`` (a limit other than the credential's quota, or a server that does not
-    report one)."""
-    if status == 503:
-        return True
-    return status == 429 and parse_quota(headers) is None
+def _looked(found: bool | None) -> Looked:
+    if found is None:
+        return Looked.UNKNOWN
+    return Looked.PRESENT if found else Looked.ABSENT
 
 
 def _failed_request(exc: httpx.TransportError) -> httpx.Request | None:

@@ -196,6 +196,7 @@ def test_exit_codes_are_one_enum_with_the_documented_values() -> None:
         ("OK", 0),
         ("REJECTED", 1),
         ("STOPPED", 2),
+        ("CHANGES", 3),
         ("INTERRUPTED_SIGINT", 130),
         ("INTERRUPTED_SIGTERM", 143),
     ]
@@ -254,6 +255,9 @@ def test_help_does_not_import_pydantic_the_templates_or_the_spec() -> None:
         "connection",
         "check",
         "export",
+        "plan",
+        "apply",
+        "mcp",
     ]
     heavy = {
         "pydantic",
@@ -264,6 +268,7 @@ def test_help_does_not_import_pydantic_the_templates_or_the_spec() -> None:
         "httpx",
     }
     heavy |= {"jinja2", "sink.read.connections", "sink.read.export", "cryptography"}
+    heavy |= {"sink.plan", "sink.plan.make", "sink.run"}
     assert "sink.cli.main" in modules
     assert heavy & modules == set()
 
@@ -297,3 +302,38 @@ def test_commands_whose_options_come_from_other_modules_still_list_them() -> Non
     assert "--token-stdin" in out and "--no-verify" in out
     out, _ = imported_by("connection", "edit", "--help")
     assert "usage: sink connection edit [-h] [--kind" in out and " name" in out
+
+
+def test_an_error_no_command_translated_is_one_line_without_a_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sink.cli import main as cli
+
+    leaked = "dckr_pat_Q3vN8kT2mL7xR5wB9cH1jF4yD6sA0gEp"
+
+    def broken(args: object) -> int:
+        raise RuntimeError(f"something unforeseen near {leaked}")
+
+    monkeypatch.setattr(cli, "cmd_templates", broken)
+    monkeypatch.delenv("SINK_TRACEBACK", raising=False)
+    assert cli.main(["templates"]) == cli.ExitCode.STOPPED
+    err = capsys.readouterr().err
+    assert err.startswith("sink: failed: RuntimeError: something unforeseen near ***")
+    assert leaked not in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_a_hub_that_cannot_be_reached_is_named_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import httpx
+
+    from sink.cli import main as cli
+
+    def unreachable(args: object) -> int:
+        request = httpx.Request("GET", "https://hub.example.test:8443/v2/orgs/acme/members")
+        raise httpx.ConnectError("All connection attempts failed", request=request)
+
+    monkeypatch.setattr(cli, "cmd_templates", unreachable)
+    assert cli.main(["templates"]) == cli.ExitCode.STOPPED
+    err = capsys.readouterr().err
+    assert "cannot reach https://hub.example.test:8443" in err and "Traceback" not in err

@@ -74,21 +74,26 @@ def test_a_short_fixed_window_quota_resets_at_its_advertised_end(
     sim: Simulator, client: httpx.Client, login: Login
 ) -> None:
     alice = login("alice")
-    sim.set_faults({"rate_limit": 2, "rate_window": 1})
-    answers = [client.get("/v2/namespaces/acme/repositories", headers=alice) for _ in range(3)]
-    statuses = [r.status_code for r in answers]
-    if statuses != [200, 200, 429]:  # the second turned between two requests: once more
+    for _ in range(5):  # a loaded machine may let a window turn mid-attempt: start over
+        sim.set_faults({"rate_limit": 2, "rate_window": 1})  # counters start over too
+        time.sleep(1.02 - time.time() % 1)  # just after a whole second: the window's start
         answers = [client.get("/v2/namespaces/acme/repositories", headers=alice) for _ in range(3)]
         statuses = [r.status_code for r in answers]
+        resets = {r.headers["x-ratelimit-reset"] for r in answers}
+        if statuses == [200, 200, 429] and len(resets) == 1:
+            break
     assert statuses == [200, 200, 429]
     reset = int(answers[0].headers["x-ratelimit-reset"])
     assert answers[2].headers["retry-after"] == "1"
     assert answers[2].headers["x-ratelimit-reset"] == str(reset)
     while time.time() < reset:
         time.sleep(0.02)
+    before = time.time()
     fresh = client.get("/v2/namespaces/acme/repositories", headers=alice)
+    after = time.time()
     assert fresh.status_code == 200 and fresh.headers["x-ratelimit-remaining"] == "1"
-    assert int(fresh.headers["x-ratelimit-reset"]) == reset + 1  # windows are whole seconds
+    # A new window starts on the whole second of its first request and lasts one second.
+    assert int(before) + 1 <= int(fresh.headers["x-ratelimit-reset"]) <= int(after) + 1
 
 
 def test_429s_without_rate_limit_headers(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
+from hubsim_pages import walk
 
-from sink.hubsim import Simulator
+from sink.hubsim import Simulator, routes_orgs
 
 Login = Callable[..., dict[str, str]]
 INVITE = "c2d7e9d7-75aa-4dae-abe0-589316d10ca9"  # frank@example.com's pending invite to acme
@@ -484,3 +486,193 @@ def test_oat_revoked_while_in_use(client: httpx.Client, login: Login) -> None:
         "/v2/orgs/acme/access-tokens/c48157fc-3c31-41f9-aa13-2d135a3389e0", headers=login("alice")
     )
     assert client.get("/v2/orgs/acme/members", headers=oat).status_code == 401
+
+
+# the reads and writes of plan/apply, on a generated state where every list spans pages
+def test_page_walk_of_members_invitees_and_filters(
+    big_client: httpx.Client, big_login: Login
+) -> None:
+    oat = big_login("acme", "oat")
+    path = "/v2/orgs/acme/members"
+    members, pages = walk(big_client, path, oat)
+    assert len(pages) == 5 and len(members) == 454
+    names = [m["username"] for m in members]
+    assert names == sorted(names) and len(set(names)) == 454  # stable order, no repeats
+    assert {m["role"] for m in members} == {"Owner", "Editor", "Member"}
+    everyone, _ = walk(big_client, path, oat, params={"invites": "true"})
+    invitees = [m for m in everyone if m["role"] == "Invitee"]
+    assert len(everyone) == 454 + 131 and len(invitees) == 131
+    assert everyone[:454] == members  # members first, then the pending invitees
+    only, _ = walk(big_client, path, oat, params={"type": "invitee"})
+    assert only == invitees
+    assert {m["username"] for m in invitees if m["username"]} >= {"guest00000", "guest00001"}
+    owners, _ = walk(big_client, path, oat, params={"role": "owner"})
+    assert [m["username"] for m in owners] == ["alice", "user00000", "user00001"]
+    found, _ = walk(big_client, path, oat, params={"search": "user0012"})
+    assert [m["username"] for m in found] == [f"user0012{i}" for i in range(10)]
+    team0 = next(m for m in members if m["username"] in _team_members(big_client, oat))
+    assert "team-0000" in team0["groups"]
+
+
+def _team_members(client: httpx.Client, headers: dict[str, str]) -> set[str]:
+    found, _ = walk(client, "/v2/orgs/acme/groups/team-0000/members", headers)
+    return {m["username"] for m in found}
+
+
+def test_page_walk_of_teams_and_team_members(
+    big: Simulator, big_client: httpx.Client, big_login: Login
+) -> None:
+    oat = big_login("acme", "oat")
+    teams, pages = walk(big_client, "/v2/orgs/acme/groups", oat)
+    assert len(pages) == 3 and len(teams) == 232
+    state = org(big)
+    seeded = {t["name"]: t for t in state["teams"]}  # type: ignore[attr-defined]
+    for team in teams:
+        assert team["description"] == seeded[team["name"]]["description"]
+        assert team["member_count"] == len(seeded[team["name"]]["members"])
+    assert next(t for t in teams if t["name"] == "team-0007")["description"] == "Generated team 7"
+    members, pages = walk(big_client, "/v2/orgs/acme/groups/team-0000/members", oat)
+    assert len(pages) == 2 and len(members) == 150
+    assert [m["username"] for m in members] == sorted(seeded["team-0000"]["members"])
+    assert all("email" in m for m in members)  # an OAT reads e-mails, as owners do
+    over = big_client.get(
+        "/v2/orgs/acme/groups/team-0000/members", params={"page_size": 500}, headers=oat
+    ).json()
+    assert len(over["results"]) == 100  # page_size above 100 is lowered to 100
+
+
+def test_invites_list_is_not_paginated(big_client: httpx.Client, big_login: Login) -> None:
+    body = big_client.get(
+        "/v2/orgs/acme/invites", params={"page_size": 10}, headers=big_login("acme", "oat")
+    ).json()
+    assert set(body) == {"data"} and len(body["data"]) == 131
+
+
+def test_page_walk_of_personal_and_org_access_tokens(
+    big_client: httpx.Client, big_login: Login
+) -> None:
+    alice = big_login("alice")
+    pats, pages = walk(big_client, "/v2/access-tokens", alice)
+    assert len(pages) == 2 and len(pats) == 112
+    assert pages[0]["active_count"] == sum(1 for p in pats if p["is_active"]) < 112
+    assert all(p["token"] == "" and p["token_label"] for p in pats)  # metadata, no secret
+    oats, pages = walk(big_client, "/v2/orgs/acme/access-tokens", alice, count_key="total")
+    assert len(pages) == 2 and len(oats) == 107
+    assert {o["is_active"] for o in oats} == {True, False}
+    assert all("resources" not in o and "token" not in o for o in oats)  # as the spec's list
+    first = next(o for o in oats if o["label"] == "generated org token 0000")
+    one = big_client.get(f"/v2/orgs/acme/access-tokens/{first['id']}", headers=alice).json()
+    assert one["resources"][0] == {
+        "type": "TYPE_ORG",
+        "path": "acme",
+        "scopes": ["scope-member-read"],
+    }
+
+
+def test_role_change_is_in_place(
+    big: Simulator, big_client: httpx.Client, big_login: Login
+) -> None:
+    oat = big_login("acme", "oat")
+    listed = walk(big_client, "/v2/orgs/acme/members", oat, params={"role": "member"})[0]
+    teams = next(m for m in listed if len(m["groups"]) > 1)
+    username = teams["username"]
+    changed = big_client.put(
+        f"/v2/orgs/acme/members/{username}", json={"role": "editor"}, headers=oat
+    )
+    assert changed.status_code == 200
+    assert changed.json()["role"] == "Editor" and changed.json()["groups"] == teams["groups"]
+    assert actions(big) == ["org.member.role.change"]  # no remove, no invite
+    assert org(big)["members"][username] == "editor"  # type: ignore[index]
+    again = big_client.put(
+        f"/v2/orgs/acme/members/{username}", json={"role": "editor"}, headers=oat
+    )
+    assert again.status_code == 200 and actions(big) == ["org.member.role.change"]
+    assert (
+        big_client.put(
+            "/v2/orgs/acme/members/guest00000", json={"role": "editor"}, headers=oat
+        ).status_code
+        == 404
+    )  # a pending invitee is not a member yet
+
+
+def test_bulk_invite_batch_skips_members_and_pending_invites(
+    big: Simulator, big_client: httpx.Client, big_login: Login
+) -> None:
+    oat = big_login("acme", "oat")
+    invitees = [
+        "user00005",  # a member
+        "user00006@example.com",  # a member, by e-mail
+        "guest00000",  # invited already by Docker ID
+        "guest00000@example.com",  # the same person by e-mail: still pending
+        "invitee00001@example.org",  # invited already by e-mail
+        *[f"guest{i:05d}" for i in range(66, 70)],  # not invited yet
+        *[f"new{i:03d}@example.net" for i in range(91)],  # new e-mail addresses
+    ]
+    assert len(invitees) == 100
+    answer = big_client.post(
+        "/v2/invites/bulk",
+        json={"org": "acme", "invitees": invitees, "role": "member"},
+        headers=oat,
+    )
+    assert answer.status_code == 202
+    statuses = {r["invitee"]: r["status"] for r in answer.json()["invitees"]}
+    assert statuses["user00005"] == statuses["user00006@example.com"] == "existing_org_member"
+    assert statuses["guest00000"] == statuses["guest00000@example.com"] == "already_invited"
+    assert statuses["invitee00001@example.org"] == "already_invited"
+    assert [statuses[f"guest{i:05d}"] for i in range(66, 70)] == ["invited"] * 4
+    assert list(statuses.values()).count("invited") == 95
+    assert len(org(big)["invites"]) == 131 + 95  # type: ignore[arg-type]
+    assert actions(big).count("org.member.invite.send") == 95
+    again = big_client.post(
+        "/v2/invites/bulk", json={"org": "acme", "invitees": invitees}, headers=oat
+    ).json()["invitees"]
+    assert "invited" not in {r["status"] for r in again}  # never a second invite
+    assert len(org(big)["invites"]) == 131 + 95  # type: ignore[arg-type]
+
+
+def test_adding_a_non_member_to_a_team_is_refused(
+    big: Simulator, big_client: httpx.Client, big_login: Login
+) -> None:
+    oat = big_login("acme", "oat")
+    path = "/v2/orgs/acme/groups/team-0001/members"
+    for who in ("guest00050", "guest00000", "guest00000@example.com"):  # outsider; invitee
+        refused = big_client.post(path, json={"member": who}, headers=oat)
+        assert refused.status_code == 400, who
+        assert "not a member of the organization" in refused.json()["message"]
+    assert actions(big) == []
+    invite = next(
+        i
+        for i in org(big)["invites"]
+        if i["invitee"] == "guest00000"  # type: ignore[attr-defined]
+    )
+    big_client.post(f"/_sim/invites/{invite['id']}/accept")
+    assert big_client.post(path, json={"member": "guest00000"}, headers=oat).status_code == 200
+
+
+def test_a_members_page_renders_only_its_own_rows(
+    big_client: httpx.Client, big_login: Login, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rendered: list[str] = []
+    real = routes_orgs.org_member
+
+    def counting(org: Any, user: Any, groups: Any = None) -> dict[str, Any]:
+        rendered.append(user.username)
+        return real(org, user, groups)
+
+    monkeypatch.setattr(routes_orgs, "org_member", counting)
+    page = big_client.get(
+        "/v2/orgs/acme/members", params={"page": 3, "page_size": 100}, headers=big_login("alice")
+    ).json()
+    assert rendered == [m["username"] for m in page["results"]] and len(rendered) == 100
+
+
+def test_an_org_token_patch_that_changes_nothing_logs_nothing(
+    client: httpx.Client, login: Login, sim: Simulator
+) -> None:
+    alice = login("alice")
+    token = client.get("/v2/orgs/acme/access-tokens", headers=alice).json()["results"][0]
+    path = f"/v2/orgs/acme/access-tokens/{token['id']}"
+    assert client.patch(path, json={"is_active": True}, headers=alice).status_code == 200
+    assert actions(sim) == []
+    assert client.patch(path, json={"is_active": False}, headers=alice).status_code == 200
+    assert actions(sim) == ["org.access_token.update"]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from hubsim_pages import walk
 
 from sink.hubsim import Simulator
 
@@ -346,3 +347,52 @@ def test_group_grant_regrant_and_errors(client: httpx.Client, login: Login, sim:
         json={"group_id": 1001, "permission": "read"},
     )
     assert user_repo.status_code == 400
+
+
+def test_page_walk_of_an_organization_s_repositories(
+    big: Simulator, big_client: httpx.Client, big_login: Login
+) -> None:
+    repos, pages = walk(big_client, "/v2/namespaces/acme/repositories", big_login("acme", "oat"))
+    assert len(pages) == 3 and len(repos) == 253
+    assert [r["name"] for r in repos] == sorted(r["name"] for r in repos)
+    seeded = {r["name"]: r for r in big.state()["repositories"] if r["namespace"] == "acme"}
+    for repo in repos:
+        assert repo["description"] == seeded[repo["name"]]["description"]
+        assert repo["is_private"] == seeded[repo["name"]]["is_private"]
+        assert "immutable_tags_settings" not in repo  # the list entry has none (the spec's)
+    as_owner, _ = walk(big_client, "/v2/namespaces/acme/repositories", big_login("alice"))
+    assert as_owner == repos
+    past = big_client.get("/v2/namespaces/acme/repositories", params={"page": 4, "page_size": 100})
+    assert past.status_code == 404  # Hub's "Invalid page." past the end of this list
+
+
+def test_a_repository_read_shows_its_immutable_tags(
+    big: Simulator, big_client: httpx.Client, big_login: Login
+) -> None:
+    seeded = [r for r in big.state()["repositories"] if r["name"].startswith("repo-")]
+    locked = next(r for r in seeded if r["immutable_tags"]["enabled"])
+    info = big_client.get(
+        f"/v2/namespaces/acme/repositories/{locked['name']}", headers=big_login("acme", "oat")
+    ).json()
+    assert info["immutable_tags_settings"] == {"enabled": True, "rules": ["v.*"]}
+    assert info["description"] == locked["description"]
+    assert info["is_private"] == locked["is_private"]
+
+
+def test_granting_a_team_is_idempotent(
+    big: Simulator, big_client: httpx.Client, big_login: Login
+) -> None:
+    oat = big_login("acme", "oat")
+    before = next(r for r in big.state()["repositories"] if r["name"] == "repo-00010")
+    already = before["teams"].get("team-0003") == "write"
+    team = big_client.get("/v2/orgs/acme/groups/team-0003", headers=oat).json()
+    path = "/v2/repositories/acme/repo-00010/groups"
+    grant = {"group_id": team["id"], "permission": "write"}
+    first = big_client.post(path, json=grant, headers=oat)
+    second = big_client.post(path, json=grant, headers=oat)
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json() == {**grant, "group_name": "team-0003"}
+    repo = next(r for r in big.state()["repositories"] if r["name"] == "repo-00010")
+    assert repo["teams"]["team-0003"] == "write"
+    logged = [e for e in big.state()["audit_logs"] if e["action"] == "repo.update"]
+    assert len(logged) == (0 if already else 1)  # a change is logged once, a repeat never

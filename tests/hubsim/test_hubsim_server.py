@@ -109,7 +109,8 @@ def test_module_cli_help() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "sink.hubsim", "--help"], capture_output=True, text=True, check=True
     )
-    for option in ("--host", "--port", "--seed", "--latency-ms", "--faults", "--jwt-ttl"):
+    options = ("--host", "--port", "--seed", "--generate", "--latency-ms", "--faults", "--jwt-ttl")
+    for option in options:
         assert option in result.stdout
 
 
@@ -136,6 +137,41 @@ def test_module_cli_serves_and_stops_on_sigterm() -> None:
         assert response.status_code == 200
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+
+
+def _serve_and_count_members(*options: str) -> int:
+    command = [sys.executable, "-m", "sink.hubsim", "--port", "0", *options]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        url = line.rsplit(" ", 1)[1]
+        token = httpx.post(
+            url + "/v2/auth/token", json={"identifier": "alice", "secret": PASSWORDS["alice"]}
+        ).json()["access_token"]
+        members = httpx.get(
+            url + "/v2/orgs/acme/members", headers={"Authorization": f"Bearer {token}"}
+        ).json()["count"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+    assert isinstance(members, int)
+    return members
+
+
+def test_module_cli_generates_a_large_state() -> None:
+    assert _serve_and_count_members("--seed", "large") == 5004
+    sized = _serve_and_count_members("--generate", '{"members": 120, "teams": 3}')
+    assert sized == 124  # on the default seed
+
+
+def test_module_cli_reports_a_bad_generate_option() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sink.hubsim", "--generate", '{"members": "many"}'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "invalid simulator seed" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_module_cli_reports_a_bad_seed(tmp_path: Path) -> None:

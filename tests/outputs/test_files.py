@@ -1,4 +1,5 @@
-"""Responses stream, webhook, vault and rejects: streamed, flushed, and free of secrets."""
+"""The responses and rejects files (sink/outputs/files.py): streamed, flushed, private, and free
+of secrets (redaction itself: test_redact.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from sink.errors import ConfigError
 from sink.model import Outcome, Record, Status
 from sink.outputs.files import RejectsFile, ResponsesFile
-from sink.outputs.redact import Redactor, redact, redact_headers, split_secrets
+from sink.outputs.redact import Redactor
 from sink.outputs.webhook import WebhookResponses
 from tests.outputs.support import JWT, OAT, PASSWORD, PAT, SECRETS, lines, pat_outcome
 
@@ -20,43 +21,6 @@ from tests.outputs.support import JWT, OAT, PASSWORD, PAT, SECRETS, lines, pat_o
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def test_redact_replaces_secret_fields_at_any_depth_without_changing_the_input() -> None:
-    body = {
-        "token": PAT,
-        "results": [{"token": OAT, "label": "a"}, {"nested": {"token": "x", "keep": 1}}],
-        "label": "token",
-    }
-    redacted = redact(body, {"token"})
-    assert redacted == {
-        "token": "***",
-        "results": [{"token": "***", "label": "a"}, {"nested": {"token": "***", "keep": 1}}],
-        "label": "token",
-    }
-    assert body["token"] == PAT
-    assert redact("plain", {"token"}) == "plain"
-    assert redact(body, ()) is body
-
-
-def test_secrets_are_keyed_by_path_and_blanks_skipped() -> None:
-    body = {"token": PAT, "items": [{"token": OAT}, {"token": ""}]}
-    assert split_secrets(body, {"token"})[1] == {"token": PAT, "items.0.token": OAT}
-
-
-def test_redactor_replaces_known_secrets_and_token_shapes() -> None:
-    redactor = Redactor([PASSWORD])
-    text = f"login {PASSWORD} pat {PAT} oat {OAT} jwt {JWT} fine"
-    assert redactor(text) == "login *** pat *** oat *** jwt *** fine"
-    redactor.add("ab")  # too short to be worth replacing everywhere
-    assert redactor("abc") == "abc"
-    assert redactor.scrub({"k": [PASSWORD, 3]}) == {"k": ["***", 3]}
-    assert PASSWORD not in repr(redactor)
-
-
-def test_redact_headers_hides_the_bearer() -> None:
-    shown = redact_headers([("Authorization", f"Bearer {JWT}"), ("Accept", "application/json")])
-    assert shown == [("Authorization", "Bearer ***"), ("Accept", "application/json")]
 
 
 def test_responses_file_writes_one_flushed_line_per_request(tmp_path: Path) -> None:
@@ -223,25 +187,3 @@ def test_a_rejected_record_is_written_as_it_came_in_with_its_excluded_columns(
         "_sink_index": 4,
         "_sink_key": "Bad_Name",
     }
-
-
-def test_an_unreadable_row_is_written_with_its_raw_line(tmp_path: Path) -> None:
-    from sink.model import Rejected
-    from sink.outputs.results import Recorder
-
-    rejects = RejectsFile(tmp_path / "rejects.jsonl")
-    recorder = Recorder(_NoResponses(), rejects, vault=None)
-    recorder.rejected(Rejected(2, None, "line 3: expected 2 columns, got 3", raw="a,b,c"))
-    recorder.close()
-    [line] = [orjson.loads(text) for text in (tmp_path / "rejects.jsonl").read_bytes().splitlines()]
-    assert line["_sink_raw"] == "a,b,c"
-    assert line["_sink_error"] == "line 3: expected 2 columns, got 3"
-    assert line["_sink_index"] == 2
-    assert recorder.counts.rejected == 1
-
-
-class _NoResponses:
-    written = 0
-
-    def write(self, outcome: Outcome) -> None:
-        raise AssertionError("no outcome expected")

@@ -16,10 +16,8 @@ from sink.outputs.redact import (
     redact_headers,
     split_secrets,
 )
+from tests.outputs.support import JWT, OAT, PASSWORD, PAT
 
-PAT = "dckr_pat_FvTMFWrwCWop3eZI7ZJnPH49XBd"
-OAT = "dckr_oat_mGUb8viwoTjRp7goKqWQNFHBziuPKlbZ"
-JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 SHAPES = [PAT, OAT, JWT, "DCKR_PAT_Upper0case1Token", "dckr_pat_with=padding+and/slash"]
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=12)
@@ -84,3 +82,40 @@ def test_redact_and_headers() -> None:
     assert redact({"a": [{"token": PAT}]}, ["token"]) == {"a": [{"token": REDACTED}]}
     shown = redact_headers([("Authorization", f"Bearer {JWT}"), ("Accept", "x")])
     assert shown == [("Authorization", "Bearer ***"), ("Accept", "x")]
+
+
+def test_redact_replaces_secret_fields_at_any_depth_without_changing_the_input() -> None:
+    body = {
+        "token": PAT,
+        "results": [{"token": OAT, "label": "a"}, {"nested": {"token": "x", "keep": 1}}],
+        "label": "token",
+    }
+    redacted = redact(body, {"token"})
+    assert redacted == {
+        "token": "***",
+        "results": [{"token": "***", "label": "a"}, {"nested": {"token": "***", "keep": 1}}],
+        "label": "token",
+    }
+    assert body["token"] == PAT
+    assert redact("plain", {"token"}) == "plain"
+    assert redact(body, ()) is body
+
+
+def test_secrets_are_keyed_by_path_and_blanks_skipped() -> None:
+    body = {"token": PAT, "items": [{"token": OAT}, {"token": ""}]}
+    assert split_secrets(body, {"token"})[1] == {"token": PAT, "items.0.token": OAT}
+
+
+def test_redactor_replaces_known_secrets_and_token_shapes() -> None:
+    redactor = Redactor([PASSWORD])
+    text = f"login {PASSWORD} pat {PAT} oat {OAT} jwt {JWT} fine"
+    assert redactor(text) == "login *** pat *** oat *** jwt *** fine"
+    redactor.add("ab")  # too short to be worth replacing everywhere
+    assert redactor("abc") == "abc"
+    assert redactor.scrub({"k": [PASSWORD, 3]}) == {"k": ["***", 3]}
+    assert PASSWORD not in repr(redactor)
+
+
+def test_redact_headers_hides_the_bearer() -> None:
+    shown = redact_headers([("Authorization", f"Bearer {JWT}"), ("Accept", "application/json")])
+    assert shown == [("Authorization", "Bearer ***"), ("Accept", "application/json")]

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import io
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import yaml
 
-from sink.cli import main as cli
 from sink.hubsim import Simulator
 from sink.hubsim.seed import default_seed_text
 from sink.read.checks import (
@@ -28,7 +24,6 @@ from sink.read.checks import (
     run_checks,
     run_checks_async,
 )
-from sink.read.connections import ConnectionStore, new_connection
 from sink.read.credentials import Credentials
 from tests.seed import ACME_OAT, ALICE_PAT
 
@@ -255,6 +250,40 @@ def test_an_unknown_organization_is_explained() -> None:
     )
 
 
+def test_the_organization_token_exchange_is_a_read_of_the_credential() -> None:
+    # Paced and retried as every read: a 502 from the exchange is sent again, not a failure.
+    exchanges: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/auth/token":
+            exchanges.append(1)
+            if len(exchanges) == 1:
+                return httpx.Response(502, json={"message": "bad gateway"})
+            return httpx.Response(200, json={"access_token": "eyJh.eyJ9.c2ln"})
+        return httpx.Response(200, json={"count": 3, "results": []})
+
+    credentials = Credentials("https://hub.example.test", "acme", ACME_OAT, "oat")
+    results = asyncio.run(run_checks_async(credentials, transport=httpx.MockTransport(answer)))
+    assert [r.ok for r in results] == [True, True, True]
+    assert results[0].message == 'Successfully authenticated with DockerHub as organization "acme".'
+
+
+def test_a_rate_limited_organization_token_exchange_fails_its_check_only() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/auth/token":
+            return httpx.Response(429, headers={"Retry-After": "3600"}, json={"detail": "slow"})
+        return httpx.Response(200, json={"count": 0, "results": []})
+
+    credentials = Credentials("https://hub.example.test", "acme", ACME_OAT, "oat")
+    results = asyncio.run(run_checks_async(credentials, transport=httpx.MockTransport(answer)))
+    assert results[0].ok is False
+    assert (
+        results[0].message
+        == "Unable to authenticate with DockerHub using the Organization Access Token."
+    )
+    assert "Retry-After: 3600" in results[0].detail
+
+
 def test_an_unreachable_hub_is_not_called_an_authentication_failure() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
@@ -266,60 +295,3 @@ def test_an_unreachable_hub_is_not_called_an_authentication_failure() -> None:
         r.message.startswith("Unable to reach DockerHub at https://hub.example.test")
         for r in results
     )
-
-
-# -- sink check ---------------------------------------------------------------------------------
-
-
-def sink_check(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str
-) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    code = cli.main(["check", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_exit_codes(
-    hub: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    store = ConnectionStore()
-    store.add(
-        new_connection(
-            "personal", name="good", identifier="alice", secret=ALICE_PAT, base_url=hub.url
-        )
-    )
-    store.add(
-        new_connection(
-            "personal", name="revoked", identifier="alice", secret=REVOKED_PAT, base_url=hub.url
-        )
-    )
-    store.add(
-        new_connection(
-            "organization",
-            name="acme",
-            identifier="acme",
-            secret=MEMBERS_ONLY_OAT,
-            base_url="https://hub.example.test",
-        )
-    )
-
-    code, out, _ = sink_check(monkeypatch, capsys, "good")
-    assert code == 0
-    assert "PASS  Validate DockerHub API Connection\n" in out
-    assert "3 of 3 checks passed." in out
-
-    code, out, _ = sink_check(monkeypatch, capsys, "revoked")
-    assert code == 1
-    assert f"FAIL  Validate DockerHub API Connection\n      {AUTH_FAILED}\n" in out
-    assert REVOKED_PAT not in out
-
-    code, out, _ = sink_check(monkeypatch, capsys, "acme", "--json", "--base-url", hub.url)
-    assert code == 1
-    report = orjson.loads(out)
-    assert (report["connection"], report["kind"], report["ok"]) == ("acme", "organization", False)
-    assert [c["ok"] for c in report["checks"]] == [True, True, False]
-    assert MEMBERS_ONLY_OAT not in out
-
-    code, _, err = sink_check(monkeypatch, capsys, "nope")
-    assert code == 2 and "no stored connection named 'nope'" in err

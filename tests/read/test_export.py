@@ -6,7 +6,6 @@ import asyncio
 import csv
 import io
 import re
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -438,21 +437,7 @@ def test_dates() -> None:
         parse_date("yesterday")
 
 
-# -- sink export --------------------------------------------------------------------------------
-
-
-def sink(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str
-) -> tuple[int, str, str]:
-    stdout = io.BytesIO()
-
-    class Out:
-        buffer = stdout
-
-    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    monkeypatch.setattr(sys, "stdout", Out())
-    code = cli.main(list(argv))
-    return code, stdout.getvalue().decode(), capsys.readouterr().err
+# -- a stored connection in a config (`sink export` itself: tests/cli/test_read.py) ------
 
 
 def test_validate_names_the_stored_connections_base_url(
@@ -477,76 +462,3 @@ def test_validate_names_the_stored_connections_base_url(
     assert code == 0, err
     assert f"requests go to {hub.url})" in out + err
     assert "hub.docker.com" not in out + err
-
-
-def test_cli_export(
-    hub: Simulator,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    store = ConnectionStore()
-    store.add(
-        new_connection(
-            "organization", name="acme", identifier="acme", secret=ACME_OAT, base_url=hub.url
-        )
-    )
-    code, out, err = sink(monkeypatch, capsys, "export", "teams")
-    assert code == 0, err
-    assert [orjson.loads(line)["name"] for line in out.splitlines()] == [
-        "developers",
-        "owners",
-        "qa",
-    ]
-    assert "exported 3 teams to standard output" in err
-
-    target = tmp_path / "push.csv"
-    code, _, err = sink(
-        monkeypatch,
-        capsys,
-        "export",
-        "audit-log",
-        "--connection",
-        "acme",
-        "--action",
-        "repo.push",
-        "--from",
-        "2025-03-02",
-        "--to",
-        "2025-03-03",
-        "--to",
-        str(target),
-    )
-    assert code == 0, err
-    assert len(read_back(target)) == 4
-
-    code, _, err = sink(monkeypatch, capsys, "export", "teams", "--to", "teams.xlsx")
-    assert code == 2 and "give an output file ending in .csv, .jsonl or .parquet" in err
-
-    store.add(
-        new_connection(
-            "personal",
-            name="alice",
-            identifier="alice",
-            secret=ALICE_PAT,
-            base_url="https://hub.example.test",
-        )
-    )
-    code, _, err = sink(monkeypatch, capsys, "export", "teams")
-    assert code == 2 and "which connection? give --connection NAME (stored: acme, alice)" in err
-    code, _, err = sink(
-        monkeypatch,
-        capsys,
-        "export",
-        "members",
-        "-c",
-        "alice",
-        "--base-url",
-        hub.url,
-        "--namespace",
-        "acme",
-    )
-    assert code == 2
-    assert "token issued from personal access token is not allowed" in err
-    assert "organization access token" in err
-    assert ALICE_PAT not in err

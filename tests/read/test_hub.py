@@ -28,6 +28,7 @@ from sink.request.templates import Lookup
 from sink.run import RunOptions, RunSummary, output_paths, run_async
 from sink.send.auth import HubAuth, token_url_for
 from sink.send.ledger import DONE, REJECTED, SENT, Ledger
+from sink.send.pacing import Pacer
 from sink.send.transport import make_client
 from tests.seed import ACME_OAT, ALICE_PAT, OAT
 
@@ -288,6 +289,60 @@ def test_a_dropped_connection_is_retried() -> None:
 
     assert asyncio.run(main()) == [{"name": "a"}]
     assert len(attempts) == 2
+
+
+def reads_answered(*statuses: int, **reader: Any) -> tuple[int, list[int]]:
+    """The status a read ends with, and every status it met on the way."""
+    met: list[int] = []
+    pending = list(statuses)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        status = pending.pop(0) if len(pending) > 1 else pending[0]
+        met.append(status)
+        return httpx.Response(status, json={"message": f"status {status}"})
+
+    async def main() -> int:
+        async with httpx.AsyncClient(
+            base_url="https://hub.example.test", transport=httpx.MockTransport(answer)
+        ) as client:
+            response = await HubReader(client, backoff=0.001, **reader).get("/v2/orgs/a")
+            return response.status_code
+
+    return asyncio.run(main()), met
+
+
+@pytest.mark.parametrize("status", [408, 500, 501, 502, 503, 504, 507])
+def test_a_read_is_sent_again_when_classify_says_retry(status: int) -> None:
+    # The dispatcher's classify() decides for reads too: every 5xx and a 408.
+    assert reads_answered(status, 200) == (200, [status, 200])
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409])
+def test_a_read_refused_is_returned_at_once(status: int) -> None:
+    assert reads_answered(status, 200) == (status, [status])
+
+
+def test_a_read_still_failing_after_its_retries_returns_the_answer() -> None:
+    assert reads_answered(503, max_retries=2) == (503, [503, 503, 503])
+
+
+def test_a_read_takes_a_slot_of_the_pacer_it_shares() -> None:
+    pacer = Pacer()
+    starts: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        starts.append(pacer.in_flight)
+        return httpx.Response(200, json={})
+
+    async def main() -> None:
+        async with httpx.AsyncClient(
+            base_url="https://hub.example.test", transport=httpx.MockTransport(answer)
+        ) as client:
+            await HubReader(client, pacer=pacer).get("/v2/orgs/a")
+
+    asyncio.run(main())
+    assert starts == [1]  # in flight on the pacer while it was sent
+    assert pacer.in_flight == 0  # and completed
 
 
 def test_matches_compares_text_without_case() -> None:

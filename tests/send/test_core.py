@@ -22,6 +22,7 @@ from sink.read.hub import HubReader
 from sink.send.core import FLUSH, Flush, SendCore
 from sink.send.dispatch import Dispatcher
 from sink.send.ledger import DONE, REJECTED, Ledger
+from sink.send.settings import Limits
 
 BASE = "https://hub.docker.com"
 
@@ -59,7 +60,7 @@ class Parts:
             vault=None,
         )
         self.audit = AuditLog(folder / "audit.jsonl", who="acme", redactor=redactor)
-        self.dispatcher = Dispatcher(self.client, concurrency=4)
+        self.dispatcher = Dispatcher(self.client, limits=Limits(concurrency=4))
         self.core = SendCore(
             dispatcher=self.dispatcher,
             guard=Guard(HubReader(self.client), policy),

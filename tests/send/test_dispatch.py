@@ -1,4 +1,4 @@
-"""classify() for every row of DESIGN.md's table, and the Dispatcher over MockTransport."""
+"""The Dispatcher over MockTransport, a raw server and httpx's own transport."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import pytest
 
 from sink.errors import CredentialsError, NeedsOrgToken, RejectRecord, StopRun
 from sink.model import Outcome, Request, Status
-from sink.send.classify import VerdictKind, classify, hub_message, may_have_arrived
 from sink.send.dispatch import Dispatcher
+from sink.send.settings import Clock, Limits, Retry
 from sink.send.transport import HubTransport, make_client
 
 BASE = "https://hub.example.test"
@@ -38,122 +38,6 @@ def response(
     if isinstance(body, dict | list):
         return httpx.Response(status, json=body, headers=headers)
     return httpx.Response(status, content=(body or "").encode(), headers=headers)
-
-
-# -- classify ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("status", [200, 201, 202, 204])
-def test_classify_2xx_is_ok(status: int) -> None:
-    assert classify(response(status, {"id": 1})).kind is VerdictKind.OK
-
-
-def test_classify_401_stops_with_credentials_refused() -> None:
-    verdict = classify(response(401, {"message": "unauthorized", "errinfo": None}))
-    assert verdict.kind is VerdictKind.STOP
-    assert verdict.stop is CredentialsError
-    assert "refused the credentials" in verdict.message
-    assert isinstance(verdict.error(), CredentialsError)
-
-
-def test_classify_pat_on_an_org_endpoint_stops_asking_for_an_org_token() -> None:
-    body = {"message": "token issued from personal access token is not allowed", "errinfo": {}}
-    verdict = classify(response(403, body))
-    assert verdict.kind is VerdictKind.STOP
-    error = verdict.error()
-    assert isinstance(error, NeedsOrgToken)
-    assert "organization access token" in str(error)
-    assert "dckr_oat_" in str(error)
-    assert "organization name" in str(error)
-
-
-def test_classify_oat_on_a_legacy_route_stops_too() -> None:
-    body = {"detail": "token issued from organization access token is not allowed"}
-    verdict = classify(response(403, body))
-    assert verdict.kind is VerdictKind.STOP
-    assert "personal access token" in verdict.message
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "expected"),
-    [
-        (403, {"message": "permission denied", "errinfo": None}, "HTTP 403: permission denied"),
-        (400, {"detail": "Invalid name"}, "HTTP 400: Invalid name"),
-        (
-            400,
-            {"fields": {"scopes": ["This field is required."]}, "text": "invalid request"},
-            'HTTP 400: invalid request; fields: {"scopes":["This field is required."]}',
-        ),
-        (
-            404,
-            {"message": "not found", "errinfo": {"namespace": "octo"}},
-            'HTTP 404: not found; errinfo: {"namespace":"octo"}',
-        ),
-        (422, {"message": "", "detail": "unprocessable"}, "HTTP 422: unprocessable"),
-        (404, "<html>gone</html>", "HTTP 404: <html>gone</html>"),
-        (400, None, "HTTP 400 Bad Request"),
-        (410, {"message": "removed"}, "HTTP 410: removed"),
-    ],
-)
-def test_classify_client_errors_reject_with_hubs_message(
-    status: int, body: Any, expected: str
-) -> None:
-    verdict = classify(response(status, body))
-    assert verdict.kind is VerdictKind.REJECT
-    assert verdict.message == expected
-
-
-@pytest.mark.parametrize(
-    ("status", "body"),
-    [
-        (409, {"message": "conflict"}),
-        (400, {"message": "Repository with name octo/app already exists"}),
-        (400, {"fields": {"name": ["already exists"]}}),
-    ],
-)
-def test_classify_conflicts(status: int, body: Any) -> None:
-    assert classify(response(status, body)).kind is VerdictKind.CONFLICT
-
-
-@pytest.mark.parametrize(
-    ("headers", "delay"),
-    [
-        ({"Retry-After": "3"}, 3.0),
-        ({"X-Retry-After": str(int(NOW) + 45)}, 45.0),
-        (
-            {"Retry-After": format_datetime(datetime.fromtimestamp(NOW + 8, tz=UTC), usegmt=True)},
-            8.0,
-        ),
-        ({}, None),
-    ],
-)
-def test_classify_429_retries_after_the_servers_delay(
-    headers: dict[str, str], delay: float | None
-) -> None:
-    verdict = classify(response(429, {"detail": "Rate limit exceeded"}, headers), NOW)
-    assert verdict.kind is VerdictKind.RETRY
-    assert verdict.delay == delay
-
-
-@pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
-def test_classify_5xx_retries_without_a_server_delay(status: int) -> None:
-    verdict = classify(response(status, {"message": "internal error"}, {"Retry-After": "9"}))
-    assert verdict.kind is VerdictKind.RETRY
-    assert verdict.delay is None
-
-
-def test_hub_message_is_lenient_about_json() -> None:
-    assert hub_message(response(400, '{"message": ')) == 'HTTP 400: {"message":'
-    assert hub_message(response(500, ["odd"])) == "HTTP 500 Internal Server Error"
-
-
-def test_may_have_arrived() -> None:
-    request = httpx.Request("POST", BASE)
-    assert not may_have_arrived(httpx.ConnectError("refused", request=request))
-    assert not may_have_arrived(httpx.ConnectTimeout("slow", request=request))
-    assert may_have_arrived(httpx.ReadTimeout("slow", request=request))
-    assert may_have_arrived(httpx.RemoteProtocolError("dropped", request=request))
-    assert may_have_arrived(httpx.ReadError("reset", request=request))
 
 
 # -- the Dispatcher ---------------------------------------------------------------------------
@@ -207,7 +91,13 @@ Handler = Callable[[httpx.Request], Any]
 
 
 def make_request(
-    n: int = 0, method: str = "POST", template: str = "create-repository", body: Any = None
+    n: int = 0,
+    method: str = "POST",
+    template: str = "create-repository",
+    body: Any = None,
+    *,
+    idempotent: bool = False,
+    secrets: tuple[str, ...] = (),
 ) -> Request:
     path = "/v2/namespaces/octo/repositories"
     if method in ("DELETE", "PUT", "PATCH"):
@@ -221,20 +111,26 @@ def make_request(
         keys=(f"k{n}",),
         template=template,
         indexes=(n,),
+        idempotent=idempotent,
+        secrets=secrets,
     )
+
+
+_LIMITS = {"concurrency", "rate", "follow_quota"}
+_RETRY = {"max_attempts", "max_elapsed", "max_throttled", "backoff_base", "backoff_cap"}
 
 
 def make_dispatcher(handler: Handler, clock: FakeClock, **kwargs: Any) -> Dispatcher:
+    """A dispatcher on a fake clock; the settings' fields are given as keywords."""
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     kwargs.setdefault("follow_quota", False)
-    return Dispatcher(
-        client,
-        clock=clock.monotonic,
-        wall=clock.wall,
-        sleep=clock.sleep,
-        rng=random.Random(7),
-        **kwargs,
-    )
+    limits = Limits(**{name: kwargs.pop(name) for name in _LIMITS & kwargs.keys()})
+    retry = Retry(**{name: kwargs.pop(name) for name in _RETRY & kwargs.keys()})
+    return Dispatcher(client, limits=limits, retry=retry, clock=fake(clock), **kwargs)
+
+
+def fake(clock: FakeClock, seed: int = 7) -> Clock:
+    return Clock(clock.monotonic, clock.wall, clock.sleep, random.Random(seed))
 
 
 class Script:
@@ -383,8 +279,8 @@ async def test_a_put_that_gave_up_is_not_in_doubt() -> None:
 async def test_idempotent_templates_are_resent_without_a_look_up() -> None:
     clock = FakeClock()
     script = Script(503, 200)
-    dispatcher = make_dispatcher(script, clock, idempotent_templates=["add-member"])
-    outcome = await dispatcher.send(make_request(template="add-member"))
+    dispatcher = make_dispatcher(script, clock)
+    outcome = await dispatcher.send(make_request(template="add-member", idempotent=True))
     assert outcome.status is Status.OK
     assert len(script.requests) == 2
 
@@ -412,10 +308,8 @@ async def test_a_failed_look_up_is_tried_again() -> None:
 async def test_recovered_token_create_marks_the_secret_lost() -> None:
     clock = FakeClock()
     script = Script(httpx.ReadTimeout("timed out"))
-    dispatcher = make_dispatcher(
-        script, clock, lookup=Lookup(True), secret_fields={"create-pat": ("token",)}
-    )
-    outcome = await dispatcher.send(make_request(template="create-pat"))
+    dispatcher = make_dispatcher(script, clock, lookup=Lookup(True))
+    outcome = await dispatcher.send(make_request(template="create-pat", secrets=("token",)))
     assert outcome.status is Status.SECRET_LOST
     assert outcome.recovered is True
     assert outcome.secret_lost is True
@@ -756,8 +650,8 @@ async def test_secret_fields_go_to_the_vault_entry_not_the_body() -> None:
         "scopes": ["repo:read"],
     }
     script = Script(httpx.Response(201, json=created))
-    dispatcher = make_dispatcher(script, clock, secret_fields={"create-pat": ("token",)})
-    outcome = await dispatcher.send(make_request(template="create-pat"))
+    dispatcher = make_dispatcher(script, clock)
+    outcome = await dispatcher.send(make_request(template="create-pat", secrets=("token",)))
     assert outcome.body["token"] == "***"
     entry = outcome.vault
     assert entry.secrets == {"token": PAT_SECRET}
@@ -1081,7 +975,7 @@ async def test_dispatcher_end_to_end_over_the_transport() -> None:
         RawServer(lambda head, body: ok(body, b"")) as server,
         make_client(server.url, None, concurrency=8) as client,
     ):
-        dispatcher = Dispatcher(client, concurrency=8)
+        dispatcher = Dispatcher(client, limits=Limits(concurrency=8))
         requests = [
             Request(
                 "POST",
@@ -1252,12 +1146,9 @@ async def test_a_429_on_the_token_exchange_asking_too_long_stops_the_run_and_sen
     client = hub_client(lambda r: throttled("1000000000"), seen=seen)
     dispatcher = Dispatcher(
         client,
-        concurrency=2,
-        clock=clock.monotonic,
-        wall=clock.wall,
-        sleep=clock.sleep,
-        follow_quota=False,
-        max_elapsed=300.0,
+        limits=Limits(concurrency=2, follow_quota=False),
+        retry=Retry(max_elapsed=300.0),
+        clock=Clock(clock.monotonic, clock.wall, clock.sleep),
     )
     outcomes: list[Outcome] = []
     taken: list[tuple[str, ...]] = []
@@ -1289,11 +1180,9 @@ async def test_a_short_429_on_the_token_exchange_holds_everyone_then_goes_on() -
     client = hub_client(lambda r: answers.pop(0) if len(answers) > 1 else answers[0])
     dispatcher = Dispatcher(
         client,
-        clock=clock.monotonic,
-        wall=clock.wall,
-        sleep=clock.sleep,
-        follow_quota=False,
-        max_attempts=1,
+        limits=Limits(follow_quota=False),
+        retry=Retry(max_attempts=1),
+        clock=Clock(clock.monotonic, clock.wall, clock.sleep),
     )
     outcome = await dispatcher.send(make_request())
     assert outcome.status is Status.OK  # a 429 does not use up the attempts
@@ -1311,11 +1200,9 @@ async def test_a_token_exchange_that_times_out_leaves_the_request_not_sent_not_i
     client = hub_client(timeout, seen=seen)
     dispatcher = Dispatcher(
         client,
-        clock=clock.monotonic,
-        wall=clock.wall,
-        sleep=clock.sleep,
-        follow_quota=False,
-        max_attempts=2,
+        limits=Limits(follow_quota=False),
+        retry=Retry(max_attempts=2),
+        clock=Clock(clock.monotonic, clock.wall, clock.sleep),
     )
     outcome = await dispatcher.send(make_request())
     assert outcome.status is Status.FAILED
@@ -1364,11 +1251,9 @@ async def test_stop_wakes_every_request_waiting_and_they_end_without_outcome(
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     dispatcher = Dispatcher(
         client,
-        concurrency=2,
-        sleep=forever,
-        follow_quota=False,
-        backoff_base=60.0,
-        rng=random.Random(3),
+        limits=Limits(concurrency=2, follow_quota=False),
+        retry=Retry(backoff_base=60.0),
+        clock=Clock(sleep=forever, rng=random.Random(3)),
     )
     outcomes: list[Outcome] = []
 

@@ -14,6 +14,7 @@ from sink.hubsim import Simulator
 from sink.model import Outcome, Request, Status
 from sink.send.auth import HubAuth, token_url_for
 from sink.send.dispatch import Dispatcher
+from sink.send.settings import Clock, Limits, Retry
 from sink.send.transport import make_client
 from tests.seed import OAT
 
@@ -50,7 +51,13 @@ async def send_all(hub: Simulator, requests: list[Request], **kwargs: object) ->
             response = await client.head(f"{CREATE}/{name}")
             return {200: True, 404: False}.get(response.status_code)
 
-        dispatcher = Dispatcher(client, concurrency=8, lookup=exists, backoff_base=0.01, **kwargs)  # type: ignore[arg-type]
+        dispatcher = Dispatcher(
+            client,
+            limits=Limits(concurrency=8),
+            retry=Retry(backoff_base=0.01),
+            lookup=exists,
+            **kwargs,  # type: ignore[arg-type]
+        )
         return [outcome async for outcome in dispatcher.run(requests)]
 
 
@@ -150,7 +157,7 @@ async def test_dense_429s_without_quota_headers_hold_every_worker(hub: Simulator
         hub,
         [create(hub, f"dense-{n}") for n in range(24)],
         on_event=lambda name, data: events.append((name, data)),
-        sleep=quick,
+        clock=Clock(sleep=quick),
     )
     assert [o.status for o in outcomes] == [Status.OK] * 24
     throttled = [data for name, data in events if name == "rate_limited"]

@@ -16,7 +16,7 @@ from sink.errors import SourceError
 from sink.model import Record
 from sink.source import read as sources
 from sink.source.read import read_batches, read_records
-from sink.source.rows import BadRow, as_read
+from sink.source.rows import BadRow
 from tests.source.support import (
     REPOS_CSV,
     REPOS_ROWS,
@@ -400,33 +400,6 @@ def test_a_nul_file_on_stdin_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(sys, "stdin", Stdin(b"\x00" * (1 << 20), pipe=True))
     with pytest.raises(SourceError, match=r"<stdin> is not CSV: it holds NUL bytes"):
         read_items("-")
-
-
-def test_prepare_keeps_the_record_as_read_for_the_rejects() -> None:
-    from sink.outputs.files import reject_line
-    from sink.pipeline import prepare
-
-    rows = [Record(0, {"name": "alpha", "note": "internal", "_sink_error": "old"})]
-    [record] = prepare(rows, exclude=["note"], key_field="name")
-    assert isinstance(record, Record)
-    assert record.data == {"name": "alpha"}
-    assert as_read(record.data) == {
-        "name": "alpha",
-        "note": "internal",
-        "_sink_error": "old",
-    }
-    line = reject_line(record.data, "refused", None, 0, record.key)
-    assert line["note"] == "internal" and line["_sink_error"] == "refused"
-
-
-def test_prepare_rejects_a_replayed_unreadable_row_again() -> None:
-    from sink.model import Rejected
-    from sink.pipeline import prepare
-
-    rows = [Record(0, {"_sink_raw": "a,b,c", "_sink_error": "line 2: expected 2 columns"})]
-    [rejected] = prepare(rows, key_field="name")
-    assert isinstance(rejected, Rejected)
-    assert rejected.raw == "a,b,c" and rejected.data is None
 
 
 def _rejects(tmp_path: Path) -> list[dict[str, Any]]:
