@@ -10,9 +10,12 @@ simulator in its own process at 50 ms latency, one call after the other:
   (so the client's JSON-RPC work is counted too: an upper bound of the server's).
 
 Prints wall time and this process's CPU per call for each, and the overheads against the
-library (target: MCP overhead under 2 ms CPU a call). Figures, not a test.
+library (target: MCP overhead under 2 ms CPU a call). Then ``--writes`` confirmed writes
+(``create_repository``, two calls each, through MCP) and the token exchanges they made: the
+gateway keeps one session per agent, so it is one sign-in for the reads and every write
+(before, each confirmed write signed in again). Figures, not a test.
 
-    .venv/bin/python bench/mcp.py [--calls N] [--latency-ms 50]
+    .venv/bin/python bench/mcp.py [--calls N] [--writes N] [--latency-ms 50]
 """
 
 from __future__ import annotations
@@ -54,12 +57,20 @@ def agent_in(folder: Path, base_url: str) -> Agent:
     config = {
         "connection": {"base_url": base_url, "identifier": "acme", "secret_file": str(secret)},
         "settings": {"namespace": "acme"},
-        "policy": {"read_only": True, "read": {"namespaces": ["acme"]}},
+        "policy": {
+            "templates": ["create-repository"],
+            "read": {"namespaces": ["acme"]},
+            "write": {"namespaces": ["acme"], "repositories": ["acme/bench-*"]},
+        },
     }
     return Agent("bench", parse_agents({"agents": {"bench": config}}).agents["bench"], folder)
 
 
-async def main(calls: int, latency_ms: float) -> None:
+def exchanges(hub: Any) -> int:
+    return sum(1 for r in hub.requests() if r["path"] == "/v2/auth/token")
+
+
+async def main(calls: int, writes: int, latency_ms: float) -> None:
     from mcp import Client
 
     from sink.agent.server import build_server
@@ -91,6 +102,18 @@ async def main(calls: int, latency_ms: float) -> None:
                     ("gateway", await measure(direct, calls)),
                     ("MCP", await measure(over_mcp, calls)),
                 ]
+                names = iter(range(writes + 1))
+
+                async def confirmed_write() -> None:
+                    name = {"name": f"bench-{next(names)}"}
+                    first = await client.call_tool("create_repository", name)
+                    token = first.structured_content["confirm"]
+                    sent = await client.call_tool("create_repository", {**name, "confirm": token})
+                    assert not sent.is_error, sent.structured_content
+
+                signed_in = exchanges(hub)
+                write = await measure(confirmed_write, writes)
+                write_exchanges = exchanges(hub) - signed_in
     base_wall, base_cpu = rows[0][1]
     print(f"{calls} reads of one repository each, simulator latency {latency_ms:.0f} ms")
     print(f"{'path':<10}{'wall/call':>12}{'CPU/call':>12}{'CPU over library':>20}")
@@ -102,11 +125,18 @@ async def main(calls: int, latency_ms: float) -> None:
         f"MCP overhead: {(mcp_cpu - base_cpu) * 1000:.2f} ms CPU a call (target < 2 ms), "
         f"{(mcp_wall - base_wall) * 1000:.2f} ms wall; wall ratio {mcp_wall / base_wall:.3f}"
     )
+    print(
+        f"{writes} confirmed writes through MCP (2 calls each, after {3 * (calls + 1)} reads): "
+        f"{write[0] * 1000:.2f} ms wall, {write[1] * 1000:.2f} ms CPU a write; "
+        f"token exchanges for them: {write_exchanges} (one session per agent: 0 after its "
+        "first sign-in)"
+    )
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--writes", type=int, default=20)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     options = parser.parse_args()
-    asyncio.run(main(options.calls, options.latency_ms))
+    asyncio.run(main(options.calls, options.writes, options.latency_ms))

@@ -1,17 +1,22 @@
 """Ray benchmark: the Ray Data datasink against single-process ``sink run``, the simulator in
 its own process at 50 ms latency.
 
-1. Throughput: N create-repository records at total concurrency C (``sink run`` with C, the
-   datasink with 1, 2 and 4 workers sharing C); records/s and CPU per record: for sink run
-   the process's CPU, for Ray the write tasks' CPU plus the store and budget actors' (Ray's
-   own scheduling on the driver is shown apart). On two cores the point is the overhead, not
-   speed-up: the overhead per record is Ray's CPU per record less sink run's.
+1. Throughput and CPU: create-repository records at total concurrency C (``sink run`` with C,
+   the datasink with 1, 2 and 4 workers sharing C), each run at N records and at N/4, repeated
+   R times (median and range). CPU counts every process that does the run's work: for
+   ``sink run`` its process; for Ray the driver (Ray Data's scheduling, ``on_write_start``),
+   the write tasks' processes and the store and budget actors (Ray's raylet and GCS are not
+   counted, nor the simulator). *Per record* is the marginal CPU, (CPU at N − CPU at N/4) ÷
+   (N − N/4): what one more record costs once start-up is paid, background work for the
+   length of the run included. *Start-up* is the rest, CPU at N less N × per record, and the
+   wall time of a Ray job before and after its tasks send. The overhead is Ray's per-record
+   CPU less ``sink run``'s. On two cores the point is the overhead, not speed-up.
 2. Quota: the simulator limits the credential to L requests per W-second window; 4 workers
    send 6·L records: the share of the quota used (over the windows the run spanned but the
    first, cut short, and the last) and the 429s.
 
-Usage: python bench/ray.py [--records 4000] [--concurrency 32] [--limit 300] [--window 2]
-Prints figures; asserts nothing.
+Usage: python bench/ray.py [--records 4000] [--repeat 3] [--concurrency 32] [--limit 100]
+[--window 2] [--skip-quota]. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import asyncio
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -91,13 +97,17 @@ def ray_run(url: str, path: Path, workers: int, rows: list[str]) -> dict[str, fl
     driver = time.process_time() - driver
     result = sink.result
     assert result is not None and sink.summary is not None
+    sending = max(end for _, end in result.spans) - min(start for start, _ in result.spans)
+    actors = store_cpu.total + actor_cpu(sink)
     return {
         "seconds": seconds,
-        "task_seconds": result.seconds,
+        "sending": sending,
         "ok": sink.summary.counts.ok,
-        "tasks_cpu": result.cpu,
-        "actors_cpu": store_cpu.total + actor_cpu(sink),
-        "driver_cpu": driver,
+        "tasks": result.cpu,
+        "setup": getattr(result, "setup_cpu", 0.0),  # absent before it was measured
+        "actors": actors,
+        "driver": driver,
+        "cpu": result.cpu + actors + driver,
         "store_calls": result.store_calls,
         "leases": result.leases,
     }
@@ -141,47 +151,114 @@ def quota(url: str, hub: Any, folder: Path, limit: int, window: float, concurren
     hub.set_faults({"latency_ms": 50})
 
 
+def _spread(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
+    """Median and range of ``values`` (times ``scale``)."""
+    scaled = sorted(v * scale for v in values)
+    if len(scaled) == 1:
+        return f"{scaled[0]:.{digits}f}"
+    return (
+        f"{statistics.median(scaled):.{digits}f} ({scaled[0]:.{digits}f}-{scaled[-1]:.{digits}f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=4000)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--window", type=float, default=2.0)
+    parser.add_argument("--skip-quota", action="store_true")
     args = parser.parse_args()
     os.environ["SINK_BENCH_OAT"] = OAT
     ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    n, c = args.records, args.concurrency
+    big, c = args.records, args.concurrency
+    small = max(1, big // 4)
     print(
-        f"{n} create-repository records, 50 ms latency, total concurrency {c}, "
-        f"{os.cpu_count()} cores"
+        f"{big} and {small} create-repository records, 50 ms latency, total concurrency {c}, "
+        f"{os.cpu_count()} cores, {args.repeat} rounds; CPU in ms, median (range)"
     )
+    kinds = ["sink run", *(f"ray, {w} worker{'s' if w > 1 else ''}" for w in (1, 2, 4))]
+    figures: dict[str, dict[str, list[float]]] = {kind: {} for kind in kinds}
+
+    def keep(kind: str, name: str, value: float) -> None:
+        figures[kind].setdefault(name, []).append(value)
+
     with tempfile.TemporaryDirectory() as tmp, start_process(latency_ms=50) as hub:
         folder = Path(tmp)
-        rows = [f"run-{i:05d}" for i in range(n)]
-        hub.reset()
-        seconds, cpu, ok = sink_run(hub.url, config(folder / "run", "run", c, rows))
-        base = cpu / n * 1000
-        print(
-            f"sink run          : {n / seconds:7.0f} records/s  CPU {base:.3f} ms/record  ({ok} ok)"
-        )
-        for workers in (1, 2, 4):
-            hub.reset()
-            rows = [f"ray{workers}-{i:05d}" for i in range(n)]
-            path = config(folder / f"ray{workers}", "ray", c, rows)
-            figures = ray_run(hub.url, path, workers, rows)
-            per = (figures["tasks_cpu"] + figures["actors_cpu"]) / n * 1000
+        # Ray starts its worker processes on the first job: a small one, not measured, first.
+        warm = [f"warm-{i:03d}" for i in range(40)]
+        ray_run(hub.url, config(folder / "warm", "warm", c, warm), 4, warm)
+        for round_ in range(args.repeat):
+            runs: dict[tuple[str, int], dict[str, float]] = {}
+            for n in (big, small):
+                hub.reset()
+                rows = [f"run{round_}-{n}-{i:05d}" for i in range(n)]
+                seconds, cpu, ok = sink_run(
+                    hub.url, config(folder / f"run{round_}-{n}", "run", c, rows)
+                )
+                runs["sink run", n] = {"seconds": seconds, "sending": seconds, "cpu": cpu, "ok": ok}
+                for workers, kind in zip((1, 2, 4), kinds[1:], strict=True):
+                    hub.reset()
+                    rows = [f"ray{workers}-{round_}-{n}-{i:05d}" for i in range(n)]
+                    path = config(folder / f"ray{workers}-{round_}-{n}", "ray", c, rows)
+                    runs[kind, n] = ray_run(hub.url, path, workers, rows)
+            for kind in kinds:
+                one, few = runs[kind, big], runs[kind, small]
+                marginal = (one["cpu"] - few["cpu"]) / (big - small)
+                keep(kind, "per_record", marginal)
+                keep(kind, "startup_cpu", one["cpu"] - big * marginal)
+                keep(kind, "total", one["cpu"] / big)
+                keep(kind, "rate", big / one["seconds"])
+                keep(kind, "sending_rate", big / one["sending"])
+                keep(kind, "startup_wall", one["seconds"] - one["sending"])
+                keep(kind, "lost", big - one["ok"])
+                for part in ("tasks", "setup", "actors", "driver", "store_calls", "leases"):
+                    if part in one:
+                        per = (one[part] - few[part]) / (big - small)
+                        keep(kind, part, per if part not in ("setup",) else one[part])
+            base = figures["sink run"]["per_record"][-1]
+            for kind in kinds[1:]:
+                keep(kind, "overhead", figures[kind]["per_record"][-1] - base)
             print(
-                f"ray, {workers} worker{'s' if workers > 1 else ' '}    : "
-                f"{n / figures['seconds']:7.0f} records/s end to end, "
-                f"{n / figures['task_seconds']:4.0f} in the tasks  CPU {per:.3f} ms/record "
-                f"(tasks {figures['tasks_cpu'] / n * 1000:.3f}, actors "
-                f"{figures['actors_cpu'] / n * 1000:.3f}; Ray's driver "
-                f"{figures['driver_cpu'] / n * 1000:.3f})  overhead {per - base:+.3f} ms/record  "
-                f"{figures['store_calls'] / n:.2f} store calls and "
-                f"{figures['leases'] / n:.2f} leases per record  ({figures['ok']:.0f} ok)"
+                f"round {round_ + 1}: "
+                + ", ".join(
+                    f"{kind} {figures[kind]['per_record'][-1] * 1000:.3f}" for kind in kinds
+                )
+                + " ms/record",
+                flush=True,
             )
-        quota(hub.url, hub, folder, args.limit, args.window, c)
+        print()
+        for kind in kinds:
+            f = figures[kind]
+            line = (
+                f"{kind:15}: {_spread(f['rate'], digits=0)} records/s end to end, "
+                f"{_spread(f['sending_rate'], digits=0)} while sending; CPU per record "
+                f"{_spread(f['per_record'], 1000)}"
+            )
+            if kind != "sink run":
+                line += (
+                    f" (tasks {_spread(f['tasks'], 1000)}, actors {_spread(f['actors'], 1000)}, "
+                    f"driver {_spread(f['driver'], 1000)}); overhead "
+                    f"{_spread(f['overhead'], 1000)} ms; {_spread(f['store_calls'])} store "
+                    f"calls and {_spread(f['leases'])} leases per record"
+                )
+            line += (
+                f"; start-up {_spread(f['startup_cpu'], digits=2)} s CPU"
+                + (
+                    f" ({_spread(f['setup'], digits=2)} s in the tasks before their first "
+                    f"record), {_spread(f['startup_wall'], digits=1)} s wall outside the "
+                    "tasks' sending"
+                    if kind != "sink run"
+                    else ""
+                )
+                + f"; all CPU ÷ records at {big}: {_spread(f['total'], 1000)}"
+                + f"; {int(sum(f['lost']))} not ok"
+            )
+            print(line)
+        if not args.skip_quota:
+            quota(hub.url, hub, folder, args.limit, args.window, c)
     ray.shutdown()
 
 

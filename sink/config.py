@@ -254,18 +254,7 @@ class DestinationConfig(_Strict):
 def load_config(path: str | os.PathLike[str]) -> tuple[DestinationConfig, Path]:
     """Read and check a destination config; returns it with the folder its paths are relative to."""
     file = Path(path)
-    try:
-        data = yamltext.load(file.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{file}: no such config file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read: {exc}") from exc
-    except yamltext.Refused as exc:
-        raise ConfigError(f"{file}: {exc}") from exc
-    except yamltext.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: a destination config is a YAML mapping")
+    data, _ = yamltext.load_mapping(file, "config file")
     return parse_config(data, source=str(file)), file.resolve().parent
 
 

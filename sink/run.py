@@ -11,6 +11,7 @@ flight before sending it again, so no effect happens twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
 import time
@@ -175,10 +176,20 @@ class RunFiles:
     audit: AuditLog
 
     def close(self) -> None:
-        """Close every file (the ledger commits what is pending)."""
+        """Close every file but the responses stream (the ledger commits what is pending)."""
         self.recorder.close()
         self.audit.close()
         self.ledger.close()
+
+    async def aclose(self) -> None:
+        """Close every output in one place, whether the responses go to a file or a webhook:
+        the responses first (a webhook delivers what is queued, for a bounded time), then the
+        rejects, the vault, the audit log and the ledger. A :class:`StopRun` from the webhook
+        (lines that could not even be kept on disk) is raised once everything is closed."""
+        try:
+            await self.responses.aclose()
+        finally:
+            self.close()
 
 
 def open_outputs(
@@ -256,6 +267,7 @@ class _Run:
         # that write through the run's one store, see sink.engine).
         if files is None:
             files = open_outputs(destination, credentials, outputs, redactor)
+        self.files = files
         self.ledger = files.ledger
         self.responses = files.responses
         self.recorder = files.recorder
@@ -378,11 +390,15 @@ class _Run:
         return kept
 
     def close(self) -> None:
+        """Settle what never got an answer (the core), then close every output but the
+        responses stream (an engine's worker, whose stand-ins write through the store)."""
+        self.core.close()
+        self.files.close()
+
+    async def aclose(self) -> None:
         """Settle what never got an answer (the core), then close every output."""
         self.core.close()
-        self.recorder.close()
-        self.audit.close()
-        self.ledger.close()
+        await self.files.aclose()
 
 
 def _chunks(items: Iterable[Record | Rejected], size: int) -> Iterator[list[Record | Rejected]]:
@@ -453,13 +469,12 @@ async def _run_locked(
                 except StopRun as exc:
                     summary.stopped = summary.stopped or str(exc)
         finally:
+            in_doubt = _in_doubt(state.core)
             try:
-                await state.responses.aclose()  # a webhook: what is queued, for a bounded time
+                await state.aclose()
             except StopRun as exc:  # webhook lines that could not even be kept on disk
                 summary.stopped = summary.stopped or str(exc)
             finally:
-                in_doubt = _in_doubt(state.core)
-                state.close()
                 summary.in_doubt = in_doubt
                 state.counts.skipped -= in_doubt  # the close counts every record in flight
                 summary.notes = state.notes()
@@ -590,31 +605,45 @@ async def send_one_async(
     item: Record | Carried,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    session: HubSession | None = None,
 ) -> TestResult:
     """Send one record (Nexla's "Send Test Data") the way a run sends it: the ledger (a record
     a past run did is not sent again, and a tested record is done for the next run), the
     look-ups (team ids), the guard, the audit log and the vault. A ``(request, records)`` pair
-    is sent as it is (a hand-edited body, recorded under its own key)."""
+    is sent as it is (a hand-edited body, recorded under its own key).
+
+    ``session``: the credential's open :class:`HubSession` to send through (its sign-in, its
+    pacer and its read client, shared with the caller's other calls; a long-lived caller such
+    as the agent gateway signs in once); it is left open. Without it one is opened and closed."""
     if destination.template is not None:
         check_accepted(credentials, list(destination.template.credentials), destination.template_id)
     outputs = output_paths(destination)
     options = RunOptions(None, transport=transport)
     config = destination.config
     with run_lock(outputs.ledger):
-        redactor = Redactor([credentials.secret])
-        session = HubSession.for_destination(
-            credentials, config, concurrency=1, redactor=redactor, transport=transport
-        )
-        async with session:
+        async with contextlib.AsyncExitStack() as stack:
+            hub = session
+            if hub is None:
+                hub = HubSession.for_destination(
+                    credentials,
+                    config,
+                    concurrency=1,
+                    redactor=Redactor([credentials.secret]),
+                    transport=transport,
+                )
+                await stack.enter_async_context(hub)
+            # A shared client outlives this send: the hooks it gets here (the audit's) go.
+            hooks = hub.client.event_hooks["response"]
+            stack.callback(hooks.__setitem__, slice(None), list(hooks))
             state = _Run(
                 destination,
                 credentials,
                 options,
                 outputs,
-                session.client,
-                redactor,
-                pacer=session.pacer,
-                reader=session.reader,
+                hub.client,
+                hub.redactor,
+                pacer=hub.pacer,
+                reader=hub.reader,
             )
             refused: list[Rejected] = []
             state.core.on_reject = refused.append
@@ -622,10 +651,7 @@ async def send_one_async(
                 items = state.items([item]) if isinstance(item, Record) else [item]
                 sent = [done async for done in state.core.send(items)]
             finally:
-                try:
-                    await state.responses.aclose()
-                finally:
-                    state.close()
+                await state.aclose()
     counts = state.counts
     vault = outputs.vault if counts.secrets else None
     if sent:

@@ -12,7 +12,9 @@ cannot hang a command or say something other than what it seems to say:
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import IO, Any
 
 import yaml
@@ -155,3 +157,26 @@ def load(text: str | bytes | IO[str]) -> Any:
         raise Refused("the document is nested too deeply") from exc
     finally:
         loader.dispose()
+
+
+def load_mapping(path: str | os.PathLike[str], what: str) -> tuple[dict[str, Any], bytes]:
+    """A YAML file that must be a mapping (``what``: "destination config", "state file",
+    "agents file"), and its bytes; a :class:`~sink.errors.ConfigError` names the file and
+    what is wrong with it."""
+    from sink.errors import ConfigError
+
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+        data = load(raw.decode("utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{file}: no such {what}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from exc
+    except Refused as exc:
+        raise ConfigError(f"{file}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: a {what} is a YAML mapping")
+    return data, raw

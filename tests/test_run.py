@@ -497,3 +497,43 @@ def test_a_hand_edited_body_is_kept_under_its_own_key(
         states = ledger.states(["orig-0000"])
     assert states == {}  # record 1 itself was not sent: the next run sends it
     assert "edited-one" in repositories(hub)
+
+
+def test_run_files_close_every_output_in_one_place_even_when_the_webhook_stops(
+    tmp_path: Path,
+) -> None:
+    from sink.errors import StopRun
+    from sink.outputs.audit import AuditLog
+    from sink.outputs.files import RejectsFile
+    from sink.outputs.redact import Redactor
+    from sink.outputs.results import Recorder
+    from sink.outputs.vault import Vault
+    from sink.run import RunFiles
+    from sink.send.ledger import Ledger
+
+    class FailingHook:
+        written = 0
+        closed = False
+
+        def write(self, outcome: object) -> None:
+            raise AssertionError("nothing is written here")
+
+        async def aclose(self) -> None:
+            self.closed = True
+            raise StopRun("webhook lines could not be kept")
+
+    hook = FailingHook()
+    vault = Vault(tmp_path / "vault.jsonl")
+    rejects = RejectsFile(tmp_path / "rejects.jsonl", redactor=Redactor())
+    files = RunFiles(
+        ledger=Ledger(tmp_path / "ledger.sqlite"),
+        responses=hook,  # type: ignore[arg-type]
+        recorder=Recorder(hook, rejects, vault=vault),
+        audit=AuditLog(tmp_path / "audit.jsonl", who="acme", redactor=Redactor()),
+    )
+    with pytest.raises(StopRun, match="could not be kept"):
+        asyncio.run(files.aclose())
+    assert hook.closed
+    # The vault's lock is released and the ledger closed: both can be opened again at once.
+    Vault(tmp_path / "vault.jsonl").close()
+    Ledger(tmp_path / "ledger.sqlite").close()

@@ -120,3 +120,34 @@ def test_an_alias_bomb_in_a_config_value_is_refused_on_load(tmp_path: Path) -> N
     config.write_text(CONFIG + "settings: {namespace: acme}\n" + bomb(7) + "exclude: *l6\n")
     with pytest.raises(ConfigError, match="aliases expand"):
         load_config(config)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"- a\n- b\n", "a state file is a YAML mapping"),
+        (b"a: [1, 2\n", "not valid YAML"),
+        (b"\xff\xfe: 1\n", "cannot read"),
+    ],
+)
+def test_a_yaml_file_that_is_not_a_mapping_is_refused_naming_it(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    from sink.errors import ConfigError
+    from sink.yamltext import load_mapping
+
+    path = tmp_path / "acme.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as refused:
+        load_mapping(path, "state file")
+    assert str(path) in str(refused.value)
+    with pytest.raises(ConfigError, match="no such state file"):
+        load_mapping(tmp_path / "missing.yaml", "state file")
+
+
+def test_a_mapping_comes_back_with_its_bytes(tmp_path: Path) -> None:
+    from sink.yamltext import load_mapping
+
+    path = tmp_path / "acme.yaml"
+    path.write_bytes(b"org: acme\n")
+    assert load_mapping(path, "state file") == ({"org": "acme"}, b"org: acme\n")

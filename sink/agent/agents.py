@@ -182,6 +182,10 @@ class AgentConfig(_Strict):
     state: str | None = None
     """The folder of the agent's ledger, vault, audit log and confirmations (0700; default
     ``NAME.state/`` beside the agents file)."""
+    plans: list[str] = Field(default_factory=list)
+    """Desired-state files (``sink plan``) the agent may plan and apply, relative to the
+    agents file: it gets the ``plan`` tool, and ``apply`` unless it is read-only. Every step of
+    its plans is held to its policy too."""
 
     @model_validator(mode="after")
     def _checked(self) -> AgentConfig:
@@ -190,6 +194,11 @@ class AgentConfig(_Strict):
                 "connection.secret_stdin: an MCP server's standard input is the MCP channel; "
                 "use a stored connection (name), secret_env or secret_file"
             )
+        for entry in self.plans:
+            if not entry.strip() or entry == "-" or "\0" in entry:
+                raise ValueError("plans: an entry is the path of a desired-state file")
+        if len(set(self.plans)) != len(self.plans):
+            raise ValueError("plans: a state file is listed twice")
         taken: dict[str, None] = {}
         for template in self.policy.write_templates():
             taken.update(dict.fromkeys(template.settings_fields))
@@ -238,6 +247,16 @@ class Agent:
         given = resolve_path(self.folder, self.config.state)
         return given if given is not None else self.folder / f"{self.name}.state"
 
+    @property
+    def plans(self) -> dict[str, Path]:
+        """The state files the agent may plan and apply: name (as listed) → path."""
+        found: dict[str, Path] = {}
+        for entry in self.config.plans:
+            path = resolve_path(self.folder, entry)
+            assert path is not None
+            found[entry] = path
+        return found
+
     def setting(self, name: str) -> Any:
         """A fixed setting, or None."""
         return self.config.settings.get(name)
@@ -256,16 +275,7 @@ def parse_agents(data: Any, *, source: str = "agents file") -> AgentsFile:
 def load_agents(path: str | os.PathLike[str]) -> tuple[AgentsFile, Path]:
     """Read and check an agents file; returns it with its folder."""
     file = Path(path)
-    try:
-        data = yamltext.load(file.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{file}: no such agents file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read: {exc}") from exc
-    except yamltext.Refused as exc:
-        raise ConfigError(f"{file}: {exc}") from exc
-    except yamltext.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    data, _ = yamltext.load_mapping(file, "agents file")
     return parse_agents(data, source=str(file)), file.resolve().parent
 
 
@@ -279,3 +289,26 @@ def load_agent(path: str | os.PathLike[str], name: str) -> Agent:
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
         raise ConfigError(f"{path}: no agent {name!r}{hint} (agents: {', '.join(known) or 'none'})")
     return Agent(name, config, folder)
+
+
+_RULES = (
+    ("policy is read-only", "policy.read_only"),
+    ("policy allows templates", "policy.templates"),
+    ("policy allows methods", "policy.methods"),
+    ("policy does not allow reading namespace", "policy.read.namespaces"),
+    ("policy does not allow reading repository", "policy.read.repositories"),
+    ("policy does not allow namespace", "policy.write.namespaces"),
+    ("policy does not allow repository", "policy.write.repositories"),
+    ("policy does not allow the token resource", "policy.write"),
+    ("policy does not allow organization", "policy.organizations"),
+    ("policy does not allow team", "policy.teams"),
+)
+
+
+def rule_of(refusal: str) -> str:
+    """The rule of an agent's policy a refusal names (``policy.write.repositories``...), or
+    ``guard`` for the send core's other guards (the last owner, a label taken)."""
+    for start, rule in _RULES:
+        if refusal.startswith(start):
+            return rule
+    return "policy" if refusal.startswith("policy") else "guard"

@@ -14,6 +14,12 @@ gateway can be driven by a test, a benchmark or another protocol.
   the same send core as ``sink run``, with the agent's ledger (a retried call never creates
   twice), vault (a created token's secret goes there; the agent gets its id, label and where the
   vault is), guard and audit log. A destructive call asks a human first (``approve``).
+- **Plans** (:mod:`sink.agent.plans`): ``plan`` makes a plan of one of the agent's state files,
+  signed in as the agent, every step held to the agent's policy; ``apply`` sends a saved plan
+  in two calls like a write, through :func:`sink.plan.apply.apply_plan`.
+- **One session**: the agent's reads and its confirmed writes go through one
+  :class:`~sink.send.session.HubSession` (one sign-in, one pacer at the agent's
+  ``requests_per_second``): the send core is given it (``send_one_async(session=...)``).
 - **Every call** goes to the agent's audit log (:mod:`sink.agent.audit`), allowed or refused.
   A refusal names its rule. No result or error carries a credential: results pass the
   responses stream's redaction and a :class:`~sink.outputs.redact.Redactor` that knows the
@@ -30,12 +36,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import orjson
 
 from sink.agent.agents import Agent
+from sink.agent.agents import rule_of as _rule
 from sink.agent.audit import AgentAudit
 from sink.agent.confirm import Confirmation, Confirmations, request_digest
 from sink.agent.tools import CONFIRM, MAX_LIMIT, ToolSpec, argument_problems, tools_for
@@ -50,12 +57,17 @@ from sink.read.credentials import Credentials
 from sink.read.hub import HubReader
 from sink.read.secrets import resolve
 
+if TYPE_CHECKING:
+    from sink.plan.make import Plan
+    from sink.plan.state import DesiredState
+
 Answer = Literal["accept", "decline", "cancel", "unsupported"]
 Approver = Callable[[str], Awaitable[Answer]]
 """Asks the human to approve a destructive call (``message`` → their answer); ``unsupported``
 when the client cannot ask."""
 
 _CURRENT_TOOL: contextvars.ContextVar[str] = contextvars.ContextVar("sink_agent_tool", default="")
+_SENDING: contextvars.ContextVar[bool] = contextvars.ContextVar("sink_agent_sending", default=False)
 _MINUTE = 60.0
 _RESULT_FIELDS = HIDDEN_FIELDS | {"token"}
 
@@ -122,7 +134,13 @@ class Gateway:
         )
         self.tools: dict[str, ToolSpec] = {
             spec.name: spec
-            for spec in tools_for(agent.policy.write_templates(), fixed, self.default_org)
+            for spec in tools_for(
+                agent.policy.write_templates(),
+                fixed,
+                self.default_org,
+                plans=list(agent.plans),
+                apply=not agent.policy.read_only,
+            )
         }
         self._budget = _Budget(config.budget.calls_per_minute, clock)
         self._writes = asyncio.Lock()
@@ -142,9 +160,7 @@ class Gateway:
     def start(self) -> None:
         """Read the credential, open the read client, the audit log and the confirmations."""
         from sink.outputs.files import private_dirs
-        from sink.send.auth import HubAuth, token_url_for
-        from sink.send.pacing import Pacer
-        from sink.send.transport import make_client
+        from sink.send.session import HubSession
 
         agent = self.agent
         connection = agent.config.connection
@@ -154,17 +170,19 @@ class Gateway:
             self.default_org = self.credentials.identifier
         self.redactor = Redactor([self.credentials.secret])
         private_dirs(agent.state)
-        auth = HubAuth(
-            self.credentials.identifier,
-            self.credentials.secret,
-            token_url=token_url_for(self.credentials.base_url),
+        # One sign-in and one pacer for the agent: its reads, its writes (the send core is
+        # given this session) and its plans share them, and its rate budget.
+        self.session = HubSession(
+            self.credentials,
+            concurrency=4,
+            timeout=30.0,
+            rate=agent.config.budget.requests_per_second,
             redactor=self.redactor,
+            transport=self.transport,
         )
-        self._client = make_client(
-            self.credentials.base_url, auth, concurrency=4, timeout=30.0, transport=self.transport
-        )
+        self._client = self.session.client
         self._client.event_hooks["response"].append(self._audit_read)
-        self.reader = HubReader(self._client, pacer=Pacer(agent.config.budget.requests_per_second))
+        self.reader: HubReader = self.session.reader
         self.audit = AgentAudit(self.paths["audit"], agent=agent.name, redactor=self.redactor)
         self.confirmations = Confirmations(
             self.paths["confirmations"], ttl=agent.policy.confirm_seconds, clock=self.clock
@@ -178,7 +196,7 @@ class Gateway:
         self._started = False
         try:
             if self._client is not None:
-                await self._client.aclose()
+                await self.session.aclose()
         finally:
             self.confirmations.close()
             self.audit.close()
@@ -198,7 +216,8 @@ class Gateway:
 
     async def _audit_read(self, response: httpx.Response) -> None:
         request = response.request
-        if request.method in ("GET", "HEAD"):
+        # A confirmed write's reads (its look-ups) are the send core's to audit.
+        if request.method in ("GET", "HEAD") and not _SENDING.get():
             template = f"mcp:{_CURRENT_TOOL.get() or 'read'}"
             self.audit.read(template, request.method, str(request.url), response.status_code)
 
@@ -223,7 +242,11 @@ class Gateway:
             self.reader.invalidate()  # a long-lived server: every call reads Hub afresh
             if spec.kind == "read":
                 return await self._read(spec, args)
+            if spec.kind == "plan":
+                return await self._plan(spec, args)
             async with self._writes:
+                if spec.kind == "apply":
+                    return await self._apply(spec, args, approve)
                 return await self._write(spec, args, approve)
         except ToolRefused as exc:
             self.audit.tool_call(name, kind, args, "refused", rule=exc.rule, error=exc.message)
@@ -379,7 +402,8 @@ class Gateway:
             confirmation = self._retry(confirmation)
         else:
             if spec.destructive:
-                await self._approved(spec, request, approve, args)
+                words = f"{spec.title.lower()}: {self._request_words(request)}"
+                await self._approved(spec, words, approve, args)
             confirmation = self.confirmations.spend(confirmation)
         return await self._send(spec, args, destination, data, confirmation)
 
@@ -470,17 +494,21 @@ class Gateway:
             rule="confirmation: already used",
         )
 
-    async def _approved(
-        self, spec: ToolSpec, request: Request, approve: Approver | None, args: dict[str, Any]
-    ) -> None:
-        policy = self.agent.policy
-        message = (
-            f"The agent {self.agent.name!r} asks to {spec.title.lower()}: {request.method} "
-            f"{request.url}"
-        )
+    @staticmethod
+    def _request_words(request: Request) -> str:
+        words = f"{request.method} {request.url}"
         if request.body is not None:
             body = redact(orjson.loads(request.body), HIDDEN_FIELDS)
-            message += " " + orjson.dumps(body).decode()
+            words += " " + orjson.dumps(body).decode()
+        return words
+
+    async def _approved(
+        self, spec: ToolSpec, words: str, approve: Approver | None, args: dict[str, Any]
+    ) -> None:
+        """Ask the human to approve ``words`` (what the call will do); refuses unless they do
+        (or the client cannot ask and the policy allows unattended destructive calls)."""
+        policy = self.agent.policy
+        message = f"The agent {self.agent.name!r} asks to {words}"
         message = self.redactor(message + ". This cannot be undone. Approve?")
         answer: Answer = "unsupported"
         if approve is not None:
@@ -512,12 +540,20 @@ class Gateway:
         from sink.run import send_one_async
 
         key = confirmation.key
-        result = await send_one_async(
-            destination,
-            self.credentials,
-            Record(0, dict(data), key=key),
-            transport=self.transport,
-        )
+        sending = _SENDING.set(True)
+        try:
+            result = await send_one_async(
+                destination,
+                self.credentials,
+                Record(0, dict(data), key=key),
+                transport=self.transport,
+                session=self.session,
+            )
+        finally:
+            _SENDING.reset(sending)
+            # A send the dispatcher stopped (a StopRun) stops the shared pacer: the agent's
+            # next call paces again.
+            self.session.pacer.resume()
         if result.rejected is not None:
             message = result.rejected.error
             refused = message.startswith("refused: ") or message.startswith("policy")
@@ -570,6 +606,197 @@ class Gateway:
             "note": "the secret is in the vault (0600) on the machine running sink, never here",
         }
 
+    # -- plans ------------------------------------------------------------------------------
+
+    def _plan_scope(self, state: DesiredState) -> None:
+        """Refuse a state file of an organization or namespace the agent may not read."""
+        policy = self.agent.policy
+        for namespace, organization in ((state.org, True), (state.namespace, False)):
+            refusal = policy.read_refusal(namespace=namespace, organization=organization)
+            if refusal is not None:
+                raise ToolRefused(refusal, rule=_rule(refusal))
+
+    def _plan_data(self, plan: Plan) -> dict[str, Any]:
+        from sink.plan.show import data
+
+        shown = data(plan)
+        shown.pop("format", None)
+        actions = shown["actions"]
+        if len(actions) > MAX_LIMIT:
+            shown["actions"] = actions[:MAX_LIMIT]
+            shown["actions_left_out"] = len(actions) - MAX_LIMIT
+        return dict(redact(shown, _RESULT_FIELDS))
+
+    async def _plan(self, spec: ToolSpec, args: dict[str, Any]) -> ToolResult:
+        """Plan one of the agent's state files, signed in as the agent, every step held to
+        the agent's policy; saved for apply (see :mod:`sink.agent.plans`)."""
+        from sink.agent.plans import agent_refusals, within_budget
+        from sink.outputs.files import private_dirs
+        from sink.plan.make import make_plan
+        from sink.plan.show import summary_line
+        from sink.plan.state import load_state
+        from sink.plan.store import save_plan
+
+        budget = self.agent.config.budget.requests_per_second
+        state = within_budget(load_state(self.agent.plans[str(args["state"])]), budget)
+        self._plan_scope(state)
+        plan = await make_plan(
+            state,
+            self.credentials,
+            base_url=self.base_url,
+            transport=self.transport,
+            ensure_all=bool(args.get("ensure_grants", False)),
+        )
+        refused = await agent_refusals(
+            plan, self.agent.policy.write_policy(), self.reader, base_url=self.base_url
+        )
+        folder = self.agent.state / "plans"
+        private_dirs(folder)
+        save_plan(plan, folder / f"{plan.id}.json")
+        summary = summary_line(plan)
+        can_apply = "apply" in self.tools and plan.sendable()
+        payload: dict[str, Any] = {
+            "status": "ok",
+            "plan_id": plan.id,
+            "summary": summary,
+            "changes": plan.changes,
+            "destructive": plan.destructive,
+            "refused_by_agent_policy": refused,
+            "plan": self._plan_data(plan),
+            "next": (
+                f"call apply with plan_id {plan.id} (it answers with a confirmation token)"
+                if can_apply
+                else "nothing this agent can apply"
+            ),
+        }
+        self.audit.tool_call(
+            spec.name, "plan", args, "allowed", outcome=f"plan {plan.id}: {summary}"
+        )
+        return ToolResult(self._scrub(payload))
+
+    async def _apply(
+        self, spec: ToolSpec, args: dict[str, Any], approve: Approver | None
+    ) -> ToolResult:
+        """Apply a saved plan in two calls (see :mod:`sink.agent.plans`)."""
+        from sink.agent.plans import (
+            agent_refusals,
+            allowed_state,
+            apply_digest,
+            load_agent_plan,
+            within_budget,
+        )
+        from sink.errors import PlanDrift
+        from sink.plan.apply import apply_plan
+        from sink.plan.diff import DELETE
+        from sink.plan.show import action_line
+
+        plan = load_agent_plan(self.agent.state, str(args["plan_id"]))
+        plan.state = within_budget(plan.state, self.agent.config.budget.requests_per_second)
+        allowed_state(self.agent.plans, plan.state.path)
+        self._plan_scope(plan.state)
+        # Checked again: the agents file (or Hub's names for ids) may have changed since.
+        refused = await agent_refusals(
+            plan, self.agent.policy.write_policy(), self.reader, base_url=self.base_url
+        )
+        sendable = plan.sendable()
+        if not sendable:
+            raise ToolRefused(
+                f"plan {plan.id} sends nothing this agent may send (no changes, or every change "
+                "refused)",
+                rule="plan: nothing to apply",
+            )
+        digest = apply_digest(plan)
+        token = args.get(CONFIRM)
+        if token is None:
+            issued, confirmation = self.confirmations.issue(spec.name, digest)
+            payload: dict[str, Any] = {
+                "status": "confirmation_required",
+                "sent": False,
+                "plan_id": plan.id,
+                "sends": [action_line(action) for action in sendable],
+                "calls": plan.calls,
+                "refused": [action_line(a) for a in plan.actions if a.refused is not None],
+                "refused_by_agent_policy": refused,
+                "destructive": plan.destructive,
+                "decision": "allowed by the agent's policy, the state file's and the guards "
+                "(asked again on send; Hub is read again first: drift sends nothing)",
+                "confirm": issued,
+                "expires_at": _iso(confirmation.expires),
+                "next": "call apply again with the same plan_id and confirm set to this token"
+                + (" (a human will be asked to approve it)" if plan.destructive else ""),
+            }
+            self.audit.tool_call(spec.name, "apply", args, "confirm", outcome="not sent")
+            return ToolResult(self._scrub(payload))
+        confirmation = self.confirmations.check(str(token), spec.name, digest)
+        if confirmation.spent is not None:
+            raise ToolRefused(
+                "the confirmation token was already used: call apply without confirm for a new "
+                "one (applying the same plan again sends only what it has not done yet)",
+                rule="confirmation: already used",
+            )
+        if plan.destructive:
+            gone = [f"{a.label} {a.key}" for a in sendable if a.op == DELETE]
+            words = (
+                f"apply plan {plan.id} of {plan.state.path.name}, which destroys {len(gone)}: "
+                + ", ".join(gone[:20])
+                + (" ..." if len(gone) > 20 else "")
+            )
+            await self._approved(spec, words, approve, args)
+        self.confirmations.spend(confirmation)
+        try:
+            # apply_plan runs each template through the send core on its own event loop.
+            summary = await asyncio.to_thread(
+                apply_plan,
+                plan,
+                yes=True,
+                base_url=self.base_url,
+                transport=self.transport,
+                credentials=self.credentials,
+            )
+        except PlanDrift as exc:
+            raise ToolRefused(str(exc), rule="drift") from exc
+        runs = [
+            {
+                "template": template,
+                "records": run.counts.records,
+                "requests": run.counts.requests,
+                "ok": run.counts.ok,
+                "rejected": run.counts.rejected,
+                "failed": run.counts.failed,
+                "skipped": run.counts.skipped,
+                "done_before": run.counts.done_before,
+                "in_doubt": run.in_doubt,
+                "secrets_to_vault": run.counts.secrets,
+            }
+            for template, run in summary.runs
+        ]
+        outputs = summary.runs[0][1].outputs if summary.runs else None
+        # Steps refused in the plan were never to be sent: trouble is what sending met.
+        trouble = summary.stopped is not None or any(
+            run["rejected"] or run["failed"] or run["skipped"] or run["in_doubt"] for run in runs
+        )
+        result: dict[str, Any] = {
+            "status": "trouble" if trouble else "ok",
+            "sent": summary.calls > 0,
+            "plan_id": plan.id,
+            "calls": summary.calls,
+            "runs": runs,
+            "refused_in_plan": sum(a.refused is not None for a in plan.actions),
+            "stopped": summary.stopped,
+        }
+        if outputs is not None:
+            result["outputs"] = {
+                "ledger": str(outputs.ledger),
+                "audit": str(outputs.audit),
+                "responses": None if outputs.responses is None else str(outputs.responses),
+                "vault": None if outputs.vault is None else str(outputs.vault),
+                "note": "created tokens' secrets are in the vault (0600) on the machine "
+                "running sink, never here",
+            }
+        outcome = f"plan {plan.id}: {summary.calls} calls" + (" (trouble)" if trouble else "")
+        self.audit.tool_call(spec.name, "apply", args, "sent", outcome=outcome)
+        return ToolResult(self._scrub(result), is_error=summary.stopped is not None)
+
 
 async def _asked(
     approve: Approver, message: str, gateway: Gateway, spec: ToolSpec, args: dict[str, Any]
@@ -579,29 +806,6 @@ async def _asked(
     except Pending:
         gateway.audit.tool_call(spec.name, "write", args, "asked", outcome="awaiting a human")
         raise
-
-
-_RULES = (
-    ("policy is read-only", "policy.read_only"),
-    ("policy allows templates", "policy.templates"),
-    ("policy allows methods", "policy.methods"),
-    ("policy does not allow reading namespace", "policy.read.namespaces"),
-    ("policy does not allow reading repository", "policy.read.repositories"),
-    ("policy does not allow namespace", "policy.write.namespaces"),
-    ("policy does not allow repository", "policy.write.repositories"),
-    ("policy does not allow the token resource", "policy.write"),
-    ("policy does not allow organization", "policy.organizations"),
-    ("policy does not allow team", "policy.teams"),
-)
-
-
-def _rule(refusal: str) -> str:
-    """The rule of the agent's policy a refusal names (``policy.write.repositories``...), or
-    ``guard`` for the send core's other guards (the last owner, a label taken)."""
-    for start, rule in _RULES:
-        if refusal.startswith(start):
-            return rule
-    return "policy" if refusal.startswith("policy") else "guard"
 
 
 def _message(exc: BaseException) -> str:

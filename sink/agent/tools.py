@@ -17,7 +17,7 @@ does (a PUT or DELETE, or a template that says so: :attr:`sink.destination.Desti
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -69,7 +69,7 @@ class ToolSpec:
     description: str
     input_schema: dict[str, Any]
     hints: Hints
-    kind: Literal["read", "write"]
+    kind: Literal["read", "write", "plan", "apply"]
     export: str | None = None
     """A read: the export (:data:`sink.read.export.EXPORTS`) it reads."""
     scope: Literal["namespace", "organization", "account", "user"] = "namespace"
@@ -425,14 +425,95 @@ def _clean(sub: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# -- plans ------------------------------------------------------------------------------------
+
+PLAN_ID_PATTERN = r"^\d{8}T\d{6}-[0-9a-f]{8}$"
+
+
+def plan_tools(plans: Sequence[str], *, apply: bool) -> list[ToolSpec]:
+    """``plan`` over the agent's desired-state files, and ``apply`` (unless read-only)."""
+    if not plans:
+        return []
+    plan = ToolSpec(
+        "plan",
+        "Plan a desired-state file",
+        "Read Docker Hub and compare it with one of this agent's desired-state files: what "
+        "would be added, changed or destroyed, and how many calls it takes. Sends nothing. "
+        "Steps this agent's policy (or the state file's) refuses are shown refused, with the "
+        "rule. Returns a plan id for apply.",
+        {
+            "type": "object",
+            "properties": {
+                "state": {
+                    "type": "string",
+                    "enum": list(plans),
+                    "description": "the desired-state file, as the agents file lists it",
+                },
+                "ensure_grants": {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "plan every team grant again, even those an earlier apply "
+                    "ensured (Hub has no read for a grant)",
+                },
+            },
+            "required": ["state"],
+            "additionalProperties": False,
+        },
+        Hints(read_only=True, destructive=False, idempotent=True),
+        "plan",
+    )
+    if not apply:
+        return [plan]
+    confirm = {
+        "type": "string",
+        "description": "the confirmation token a first call without it returned",
+        "minLength": 1,
+        "maxLength": 200,
+    }
+    applied = ToolSpec(
+        "apply",
+        "Apply a plan",
+        "Make Docker Hub match a plan made by the plan tool, sending only its changes through "
+        "sink's send core (ledger, guards, vault). Two steps: a call without `confirm` sends "
+        "nothing and answers with what the plan sends and a confirmation token bound to the "
+        "plan; the same call with `confirm` sends it. A plan that destroys something needs a "
+        "human's approval. If Docker Hub changed what the plan touches since it was made, "
+        "nothing is sent and the differences are returned: make a new plan.",
+        {
+            "type": "object",
+            "properties": {
+                "plan_id": {
+                    "type": "string",
+                    "pattern": PLAN_ID_PATTERN,
+                    "description": "the id the plan tool returned",
+                },
+                CONFIRM: confirm,
+            },
+            "required": ["plan_id"],
+            "additionalProperties": False,
+        },
+        # A plan may delete (prune); applying it again sends only what is not done yet.
+        Hints(read_only=False, destructive=True, idempotent=True),
+        "apply",
+    )
+    return [plan, applied]
+
+
 def tools_for(
-    templates: list[EndpointTemplate], fixed: Mapping[str, Any], default_org: str | None
+    templates: list[EndpointTemplate],
+    fixed: Mapping[str, Any],
+    default_org: str | None,
+    *,
+    plans: Sequence[str] = (),
+    apply: bool = False,
 ) -> list[ToolSpec]:
-    """Every tool an agent sees: the reads, then one write tool per template."""
+    """Every tool an agent sees: the reads, one write tool per template, then ``plan`` and
+    ``apply`` when it has desired-state files."""
     tools = read_tools(default_org)
     for template in templates:
         wanted = {name: fixed[name] for name in template.settings_fields if name in fixed}
         tools.append(write_tool(template, wanted))
+    tools.extend(plan_tools(plans, apply=apply))
     return tools
 
 

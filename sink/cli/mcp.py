@@ -27,8 +27,9 @@ def add_command(commands: argparse._SubParsersAction[Any]) -> None:
         help="serve Docker Hub tools to an AI agent (Model Context Protocol, stdio)",
         description=(
             "Serve the tools of one agent of an agents file over stdio: reads scoped by its "
-            "policy, one write tool per endpoint template it may use, two-step writes through "
-            "the same send core as `sink run`, every call in the agent's audit log. See "
+            "policy, one write tool per endpoint template it may use, plan/apply over the "
+            "desired-state files it lists, two-step writes and applies through the same send "
+            "core as `sink run`, every call in the agent's audit log. See "
             "README.md, section `sink mcp`."
         ),
     )

@@ -50,6 +50,11 @@ from sink.send.resume import Resume
 from sink.source.columns import Columns, require
 
 _CLAIM_CHUNK = 256  # keys claimed in one round trip
+GROUP = 64
+"""Requests marked sent in one round trip to the store, at most (``sink run`` commits groups
+of up to 16 to a file of its own; here a commit is a round trip too). A worker groups up to
+four times its concurrency: a kill leaves at most a group and the requests in flight
+``sent``, looked up before they are sent again."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,10 @@ class TaskResult:
     in_doubt: int = 0
     seconds: float = 0.0
     cpu: float = 0.0
+    """CPU seconds of the task's process while it ran (its set-up included)."""
+    setup_cpu: float = 0.0
+    """Of ``cpu``, what went before the first record: binding the destination, the sign-in
+    client, the store's clock (once per task, not per record)."""
     store_calls: int = 0
     leases: int = 0
     spans: list[tuple[float, float]] = field(default_factory=list)
@@ -153,6 +162,7 @@ class TaskResult:
         self.in_doubt += other.in_doubt
         self.seconds = max(self.seconds, other.seconds)
         self.cpu += other.cpu
+        self.setup_cpu += other.setup_cpu
         self.store_calls += other.store_calls
         self.leases += other.leases
         self.spans.extend(other.spans)
@@ -193,14 +203,18 @@ class _SharedResume(Resume):
         return self._vault_keys
 
 
-def _remote_files(outbox: Outbox, destination: Destination, outputs: Outputs) -> RunFiles:
-    """A run's outputs and ledger, as stand-ins writing through the store."""
+def _remote_files(
+    outbox: Outbox, destination: Destination, outputs: Outputs, redactor: Redactor, who: str
+) -> RunFiles:
+    """A run's outputs and ledger, as stand-ins writing through the store (their lines made
+    here as the store's files make theirs: the same redactions, the same ``who``)."""
     vault = RemoteVault(outbox, outputs.vault) if outputs.vault is not None else None
     assert outputs.responses is not None  # a webhook is refused when the store opens
-    responses = RemoteResponses(outbox, outputs.responses)
+    secrets = destination.secret_fields
+    responses = RemoteResponses(outbox, outputs.responses, secret_fields=secrets, redactor=redactor)
     recorder = Recorder(
         responses,
-        RemoteRejects(outbox, outputs.rejects),
+        RemoteRejects(outbox, outputs.rejects, redactor=redactor),
         vault=vault,
         batch=destination.template.batch if destination.template else None,
     )
@@ -208,7 +222,7 @@ def _remote_files(outbox: Outbox, destination: Destination, outputs: Outputs) ->
         ledger=SharedLedger(outbox, outputs.ledger),
         responses=responses,
         recorder=recorder,
-        audit=RemoteAudit(outbox, outputs.audit),
+        audit=RemoteAudit(outbox, outputs.audit, who=who, redactor=redactor, secret_fields=secrets),
     )
 
 
@@ -259,7 +273,7 @@ async def send_records(
     async with client:
         options = RunOptions(None, resend_unknown=job.resend_unknown, transport=transport)
         outputs = output_paths(destination)
-        files = _remote_files(outbox, destination, outputs)
+        files = _remote_files(outbox, destination, outputs, redactor, credentials.identifier)
         state = _Run(
             destination, credentials, options, outputs, client, redactor, pacer=pacer, files=files
         )
@@ -273,6 +287,7 @@ async def send_records(
             started=state.started,
             resend_unknown=job.resend_unknown,
         )
+        state.core.group_size = max(state.core.group_size, min(GROUP, 4 * job.concurrency))
         ledger = state.ledger
         assert isinstance(ledger, SharedLedger)
         prepared = prepare(
@@ -282,6 +297,7 @@ async def send_records(
             template_id=destination.template_id,
         )
         counts = state.counts
+        result.setup_cpu = time.process_time() - cpu
         try:
             try:
                 async for _ in state.core.send(

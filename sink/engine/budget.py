@@ -49,8 +49,18 @@ POLL = 0.02
 PROBE_TTL = 30.0
 """A probe whose answer never came is given up after this long (its worker died)."""
 LEASE = 16
-"""The permits a worker asks for in one lease (the round trip is paid once for them; those
-left unused when the worker is done, or its window ends, go back)."""
+"""The permits a worker asks for in its first lease (the round trip is paid once for them;
+those left unused when the worker is done, or its window ends, go back)."""
+LEASE_MAX = 512
+"""The most permits a worker asks for in one lease."""
+LEASE_SECONDS = 0.5
+"""A worker's lease grows (doubling, up to :data:`LEASE_MAX`) while it uses one up in less
+than this, and shrinks (halving, down to its first size) when one lasts four times longer:
+about one round trip per half second at any rate."""
+LEASE_SHARE = 0.25
+"""A lease larger than :data:`LEASE` takes at most this share of what is left in the window
+(and of half a second at a configured rate), so that one fast worker does not hold what the
+others need."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +147,7 @@ class Budget:
         expires = math.inf
         probe = False
         if self.reports_quota is False:
-            count = want
+            count = self._paced(want)
         elif self.left is None:
             if now < self.probe_until:
                 return Lease(0, retry_at=now + POLL, why="probe")
@@ -147,6 +157,9 @@ class Budget:
             count = min(want, math.floor(self.left))
             if count <= 0:
                 return Lease(0, retry_at=self.reset + RESET_GUARD, why="quota")
+            if count > LEASE:
+                count = max(LEASE, min(count, math.ceil(self.left * LEASE_SHARE)))
+            count = self._paced(count)
             self.left -= count
             expires = self.reset
         count = max(1, count)
@@ -156,6 +169,13 @@ class Budget:
         self.out += count
         self.granted += count
         return Lease(count, expires, first=first, spacing=self.interval, probe=probe)
+
+    def _paced(self, count: int) -> int:
+        """At a configured rate, a lease above :data:`LEASE` holds half a second of slots at
+        most (the slots are handed out in order: a long lease would push the others back)."""
+        if self.interval and count > LEASE:
+            return max(LEASE, min(count, math.ceil(LEASE_SECONDS / self.interval)))
+        return count
 
     def report(self, report: Report) -> None:
         """Take a worker's report in."""
@@ -258,6 +278,9 @@ class LeasedPacer(Pacer):
         self.max_wait = max_wait
         self.budget = budget
         self.lease_size = max(1, lease)
+        self._lease_min = self.lease_size
+        self._granted_at = -math.inf
+        self._used_up = False
         self.leases = 0
         self._permits = 0
         self._expires = -math.inf
@@ -287,6 +310,7 @@ class LeasedPacer(Pacer):
             if self._permits > 0:
                 if self._wall_clock() < self._expires:
                     self._permits -= 1
+                    self._used_up = self._permits == 0
                     start, self._next = self._next, self._next + self._spacing
                     return start
                 self._hand_back()
@@ -299,11 +323,22 @@ class LeasedPacer(Pacer):
                 if refill.done() and self._refill is refill:
                     self._refill = None
 
+    def _size_lease(self) -> None:
+        """Size the next lease by how long the last one lasted (see :data:`LEASE_SECONDS`)."""
+        lasted = self._wall_clock() - self._granted_at
+        if self._used_up and lasted < LEASE_SECONDS:
+            self.lease_size = min(LEASE_MAX, self.lease_size * 2)
+        elif lasted > 4 * LEASE_SECONDS:
+            self.lease_size = max(self._lease_min, self.lease_size // 2)
+        self._used_up = False
+
     async def _lease(self) -> None:
         report, self._report = self._report, Report()
+        self._size_lease()
         lease = await self.budget.lease(self.lease_size, report)
         self.leases += 1
         if lease.permits > 0:
+            self._granted_at = self._wall_clock()
             self._permits = lease.permits
             self._expires = lease.expires
             self._next = lease.first

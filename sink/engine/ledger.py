@@ -78,15 +78,7 @@ class SharedLedger(Ledger):
         if state not in tuple(LedgerState):
             raise ValueError(f"unknown ledger state {state!r}")
         self.outbox.add(
-            "ledger",
-            "settle",
-            key,
-            template,
-            state,
-            http_status=http_status,
-            resource_id=resource_id,
-            note=note,
-            position=position,
+            "claims", "settle", key, template, state, http_status, resource_id, note, position
         )
 
     def counts(self) -> dict[str, int]:
@@ -127,6 +119,28 @@ class Claims:
             if first != owner:
                 taken.append(key)
         return frozenset(taken)
+
+    def settle(
+        self,
+        key: str,
+        template: str,
+        state: str,
+        http_status: int | None,
+        resource_id: str | None,
+        note: str | None,
+        position: int | None,
+    ) -> None:
+        """:meth:`Ledger.settle` with plain positional values (a tuple travels cheaper than
+        keywords)."""
+        self.ledger.settle(
+            key,
+            template,
+            state,
+            http_status=http_status,
+            resource_id=resource_id,
+            note=note,
+            position=position,
+        )
 
     def attention(self, limit: int = 50) -> list[Entry]:
         """:meth:`Ledger.attention` as a list."""

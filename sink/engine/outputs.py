@@ -5,26 +5,30 @@ file, the rejects file and the audit log of a destination (opened as ``sink run`
 
 Each stand-in has the methods its file has, so a worker's :class:`~sink.outputs.results.Recorder`,
 :class:`~sink.send.core.SendCore` and :class:`~sink.send.resume.Resume` are those of ``sink run``;
-only the writing happens elsewhere. A secret for the vault is a call (the worker waits until
-it is on disk, as :meth:`Vault.write` returns only after the fsync); every other line is queued
-and posted in order, before the final ledger state that follows it.
+only the writing happens elsewhere. The lines are made on the worker, by the same code as in
+``sink run`` (the stand-ins inherit it), and travel as bytes: the store appends them, nothing
+rich is pickled per record. Every line is queued and posted in order, before the final ledger
+state that follows it; a secret for the vault is posted within the event loop's turn, with the
+other secrets that came in with it (:meth:`Outbox.soon`), and the store fsyncs it before it
+runs any later operation of that worker, so no ledger row says done before its secret is on
+disk. A vault line that cannot be written fails the run and leaves its records ``sent``, to be
+looked up.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sink.destination import Destination
 from sink.engine.ledger import Claims
 from sink.engine.link import Op, Outbox
 from sink.errors import ConfigError
-from sink.model import Outcome, Record, Request, VaultEntry
-from sink.outputs.audit import AuditLog
+from sink.model import VaultEntry
+from sink.outputs.audit import HIDDEN_FIELDS, AuditLog
 from sink.outputs.files import RejectsFile, ResponsesFile
 from sink.outputs.redact import Redactor
 from sink.outputs.vault import Vault
@@ -42,11 +46,9 @@ class Store:
 
     ALLOWED: ClassVar[Mapping[str, frozenset[str]]] = {
         "ledger": frozenset({"flush", "states", "get", "mark_sent", "unmark", "settle", "counts"}),
-        "claims": frozenset({"claim", "attention", "notes", "now"}),
-        "responses": frozenset({"write"}),
-        "rejects": frozenset({"write"}),
+        "claims": frozenset({"claim", "attention", "notes", "now", "settle"}),
+        "lines": frozenset({"responses", "rejects", "audit"}),
         "vault": frozenset({"write", "keys"}),
-        "audit": frozenset({"call", "read", "refusal"}),
     }
 
     def __init__(
@@ -75,10 +77,8 @@ class Store:
         self._targets: dict[str, Any] = {
             "ledger": self.files.ledger,
             "claims": self.claims,
-            "responses": self.files.responses,
-            "rejects": recorder.rejects,
+            "lines": _Lines(self.files),
             "vault": recorder.vault,
-            "audit": self.files.audit,
         }
         self.error: BaseException | None = None
         self.ops = 0
@@ -150,19 +150,69 @@ class LocalLink:
         self.store.post(ops)
 
 
-class RemoteResponses(ResponsesFile):
-    """The responses file, written by the store."""
+class _Lines:
+    """The store's side of the stand-ins' lines: bytes made on a worker, appended as they are
+    to the file they belong to (unbuffered, as the files write their own lines)."""
 
-    def __init__(self, outbox: Outbox, path: Path) -> None:  # no file of its own
+    def __init__(self, files: RunFiles) -> None:
+        self.files = files
+
+    @staticmethod
+    def _append(output: Any, data: bytes) -> None:
+        output._file.write(data)
+
+    def responses(self, data: bytes, count: int = 1) -> None:
+        """Append responses lines."""
+        responses = self.files.responses
+        self._append(responses, data)
+        responses.written += count
+
+    def rejects(self, data: bytes, count: int = 1) -> None:
+        """Append rejects lines."""
+        rejects = self.files.recorder.rejects
+        self._append(rejects, data)
+        rejects.written += count
+
+    def audit(self, data: bytes, count: int = 1) -> None:
+        """Append audit lines."""
+        self._append(self.files.audit, data)
+
+
+class _Queued:
+    """A stand-in's file: what its owner writes is queued for the store as bytes."""
+
+    def __init__(self, outbox: Outbox, name: str) -> None:
+        self.outbox = outbox
+        self.name = name
+
+    def write(self, data: bytes) -> int:
+        """Queue ``data`` (whole lines)."""
+        self.outbox.add("lines", self.name, bytes(data))
+        return len(data)
+
+    def close(self) -> None:
+        """Nothing to close here: the store closes the file."""
+
+
+class RemoteResponses(ResponsesFile):
+    """The responses file, written by the store: the lines of :class:`ResponsesFile`, made
+    here (``secret_fields`` and ``redactor`` as the store's file has them)."""
+
+    def __init__(  # no file of its own
+        self,
+        outbox: Outbox,
+        path: Path,
+        *,
+        secret_fields: Collection[str] = (),
+        redactor: Redactor | None = None,
+    ) -> None:
         self.outbox = outbox
         self.path = path
+        self.secret_fields = frozenset(secret_fields)
+        self.redactor = redactor if redactor is not None else Redactor()
         self.written = 0
         self.mode_fixed = False
-
-    def write(self, outcome: Outcome) -> None:
-        """Queue the line for ``outcome`` (never its secret: that went to the vault)."""
-        self.outbox.add("responses", "write", dataclasses.replace(outcome, vault=None))
-        self.written += 1
+        self._file = _Queued(outbox, "responses")
 
     def close(self) -> None:
         """Nothing to close here: the store closes the file."""
@@ -172,34 +222,26 @@ class RemoteResponses(ResponsesFile):
 
 
 class RemoteRejects(RejectsFile):
-    """The rejects file, written by the store."""
+    """The rejects file, written by the store: the lines of :class:`RejectsFile`, made here."""
 
-    def __init__(self, outbox: Outbox, path: Path) -> None:  # no file of its own
+    def __init__(  # no file of its own
+        self, outbox: Outbox, path: Path, *, redactor: Redactor | None = None
+    ) -> None:
         self.outbox = outbox
         self.path = path
+        self.redactor = redactor if redactor is not None else Redactor()
         self.written = 0
         self.mode_fixed = False
-
-    def write(
-        self,
-        record: Record | Mapping[str, Any],
-        error: str,
-        status: int | None = None,
-        *,
-        index: int | None = None,
-        raw: str | None = None,
-    ) -> None:
-        """Queue the line of a rejected or failed record."""
-        self.outbox.add("rejects", "write", record, error, status, index=index, raw=raw)
-        self.written += 1
+        self._file = _Queued(outbox, "rejects")
 
     def close(self) -> None:
         """Nothing to close here: the store closes the file."""
 
 
 class RemoteVault(Vault):
-    """The secrets vault, written by the store: :meth:`write` returns once the line is on the
-    store's disk (fsync'd), as :meth:`Vault.write` does."""
+    """The secrets vault, written by the store (see the module docstring): a secret is posted
+    within the event loop's turn and fsync'd by the store before anything this worker sent
+    after it, its record's final ledger state included."""
 
     def __init__(self, outbox: Outbox, path: Path) -> None:  # no file of its own
         self.outbox = outbox
@@ -218,8 +260,9 @@ class RemoteVault(Vault):
         return keys
 
     def write(self, entry: VaultEntry | Mapping[str, Any]) -> None:
-        """Have the store append ``entry`` and fsync it; returns once it has."""
-        self.outbox.call("vault", "write", entry)
+        """Queue ``entry`` for the store, ahead of everything queued after it; posted soon."""
+        self.outbox.add("vault", "write", entry)
+        self.outbox.soon()
         self.count += 1
         self.written += 1
 
@@ -228,24 +271,24 @@ class RemoteVault(Vault):
 
 
 class RemoteAudit(AuditLog):
-    """The audit log, written by the store."""
+    """The audit log, written by the store: the lines of :class:`AuditLog`, made here."""
 
-    def __init__(self, outbox: Outbox, path: Path, secret_fields: Collection[str] = ()) -> None:
+    def __init__(  # no file of its own
+        self,
+        outbox: Outbox,
+        path: Path,
+        *,
+        who: str = "",
+        redactor: Redactor | None = None,
+        secret_fields: Collection[str] = (),
+    ) -> None:
         self.outbox = outbox
         self.path = path
+        self.who = who
+        self.redactor = redactor if redactor is not None else Redactor()
+        self.secret_fields = frozenset(secret_fields) | HIDDEN_FIELDS
         self.mode_fixed = False
-
-    def call(self, request: Request, outcome: Outcome) -> None:
-        """Queue a write's line."""
-        self.outbox.add("audit", "call", request, dataclasses.replace(outcome, vault=None))
-
-    def read(self, template: str, method: str, url: str, status: int) -> None:
-        """Queue a read's line."""
-        self.outbox.add("audit", "read", template, method, url, status)
-
-    def refusal(self, request: Request, reason: str) -> None:
-        """Queue a refusal's line."""
-        self.outbox.add("audit", "refusal", request, reason)
+        self._file = cast(Any, _Queued(outbox, "audit"))  # AuditLog's file is typed FileIO
 
     def close(self) -> None:
         """Nothing to close here: the store closes the file."""

@@ -6,6 +6,7 @@ Every check raises :class:`HubError`; nothing here touches HTTP.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sink.hubsim.errors import OAT_NOT_ALLOWED, PAT_NOT_ALLOWED, HubError, forbidden, not_found
@@ -178,6 +179,16 @@ def can_see(state: State, who: Principal, repo: Repository) -> bool:
             who.token, who.name
         )
     return False
+
+
+def lister(state: State, who: Principal) -> Callable[[Repository], bool]:
+    """:func:`can_see` for ``who`` with what depends on the caller alone worked out once (a
+    list checks every repository of the namespace: an OAT's scopes expanded per repository
+    cost most of a page)."""
+    if who.kind == "oat" and who.user is None and who.token is not None:
+        listing = "scope-repository-list" in oat_org_scopes(who.token, who.name)
+        return lambda repo: not repo.is_private or (listing and repo.namespace == who.name)
+    return lambda repo: can_see(state, who, repo)
 
 
 def check_repo(

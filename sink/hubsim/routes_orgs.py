@@ -87,13 +87,13 @@ async def list_members(request: Request) -> Response:
     # Filter first, render only the page asked for: a page of a 5,000-member org costs a page.
     rows: list[User | Invite] = []
     if kind in ("all", "member"):
-        for username in sorted(org.roles):
-            if role is not None and org.roles[username] != role:
-                continue
-            user = state.users[username]
-            if search and not _matches(user, search):
-                continue
-            rows.append(user)
+        users, roles = state.users, org.roles
+        names = sorted(roles)
+        if role is not None:
+            names = [username for username in names if roles[username] == role]
+        if search:
+            names = [username for username in names if _matches(users[username], search)]
+        rows.extend(map(users.__getitem__, names))
     if kind in ("all", "invitee"):
         for invite in sorted(org.invites.values(), key=lambda i: i.created_at):
             if role is not None and invite.role != role:

@@ -14,8 +14,8 @@ from sink.hubsim.access import (
     OAT_REPO_SETTINGS,
     READ,
     Principal,
-    can_see,
     check_repo,
+    lister,
     oat_org_scopes,
 )
 from sink.hubsim.bodies import (
@@ -74,10 +74,11 @@ async def list_repositories(request: Request) -> Response:
         raise not_found(f"namespace {namespace!r} not found")
     state = hub.state
     wanted = (request.query_params.get("name") or "").lower()
+    visible = lister(state, who)
     repos = [
         r
         for r in state.repos.get(namespace.lower(), {}).values()
-        if (not wanted or wanted in r.name) and can_see(state, who, r)
+        if (not wanted or wanted in r.name) and visible(r)
     ]
     key = ordering.lstrip("-")
     if key == "name":

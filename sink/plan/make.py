@@ -60,6 +60,8 @@ class Plan:
         default_factory=lambda: f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
     )
     refresh_seconds: float = 0.0
+    refresh_first: float = 0.0
+    """Seconds of the refresh until its first answer (the sign-in and the pacer's probe)."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -230,6 +232,7 @@ async def make_plan(
             current.minimum,
             current.digest(),
             refresh_seconds=seconds,
+            refresh_first=current.first_answer,
         )
         _check_credentials(plan, credentials)
         plan.calls = await _render_and_guard(

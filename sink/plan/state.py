@@ -269,19 +269,7 @@ class DesiredState:
 def load_state(path: str | Path) -> DesiredState:
     """Read and check a state file and the rows of every kind it manages."""
     file = Path(path)
-    try:
-        text = file.read_bytes()
-        data = yamltext.load(text.decode("utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{file}: no such state file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read: {exc}") from exc
-    except yamltext.Refused as exc:
-        raise ConfigError(f"{file}: {exc}") from exc
-    except yamltext.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: a state file is a YAML mapping")
+    data, text = yamltext.load_mapping(file, "state file")
     try:
         config = StateConfig.model_validate(data)
     except ValidationError as exc:

@@ -39,6 +39,7 @@ def make_agent(
     identifier: str = "acme",
     secret: str = ACME_OAT,
     budget: dict[str, Any] | None = None,
+    plans: list[str] | None = None,
 ) -> Agent:
     """An agent whose secret is in a 0600 file, its state in ``folder``."""
     secret_file = folder / f"{name}.secret"
@@ -55,6 +56,8 @@ def make_agent(
     }
     if budget is not None:
         config["budget"] = budget
+    if plans is not None:
+        config["plans"] = plans
     agents = parse_agents({"agents": {name: config}})
     return Agent(name, agents.agents[name], folder)
 

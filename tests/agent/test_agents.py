@@ -84,3 +84,39 @@ def test_read_rules() -> None:
     assert policy.readable("acme", "team-web") and not policy.readable("acme", "web")
     # Without templates an agent has no writes, whatever else its policy says.
     assert policy.write_templates() == []
+
+
+def test_plans_are_state_files_beside_the_agents_file(tmp_path: Path) -> None:
+    file = tmp_path / "agents.yaml"
+    file.write_text(
+        "agents:\n  bot:\n    connection: {identifier: acme, secret_env: ACME_OAT}\n"
+        "    plans: [states/acme.yaml, /srv/other.yaml]\n"
+    )
+    agent = load_agent(file, "bot")
+    assert agent.plans == {
+        "states/acme.yaml": tmp_path / "states" / "acme.yaml",
+        "/srv/other.yaml": Path("/srv/other.yaml"),
+    }
+    assert load_agent(EXAMPLE, "auditor").plans == {}
+    assert load_agent(EXAMPLE, "team-bot").plans == {
+        "plan/acme.yaml": EXAMPLE.parent / "plan" / "acme.yaml"
+    }
+    assert (EXAMPLE.parent / "plan" / "acme.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("plans", "message"),
+    [
+        (["a.yaml", "a.yaml"], "plans: a state file is listed twice"),
+        (["-"], "plans: an entry is the path of a desired-state file"),
+        ([" "], "plans: an entry is the path of a desired-state file"),
+    ],
+)
+def test_bad_plans_are_named(plans: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_agents(_one(plans=plans))
+
+
+def test_a_misspelt_plans_key_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"agents.bot.plan: unknown key"):
+        parse_agents(_one(plan=["acme.yaml"]))

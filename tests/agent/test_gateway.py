@@ -127,3 +127,43 @@ async def test_a_credential_the_template_cannot_use_is_refused_before_a_token(
     assert refused.payload["rule"] == "credential"
     assert "password" in refused.payload["error"]
     assert "confirm" not in refused.payload
+
+
+async def test_one_sign_in_and_one_pacer_for_the_agents_reads_and_writes(
+    tmp_path: Path, fresh_hub: Simulator
+) -> None:
+    agent = make_agent(tmp_path, fresh_hub, settings={"org": "acme"})
+    phase = ["read"]
+    paced: list[str] = []
+    async with Gateway(agent) as gateway:
+        pacer = gateway.session.pacer
+        assert gateway.reader.pacer is pacer
+        wait = pacer.wait
+
+        async def counted() -> None:
+            paced.append(phase[0])
+            await wait()
+
+        pacer.wait = counted  # type: ignore[method-assign]
+        assert not (await gateway.call("teams", {})).is_error
+        for team in ("team-one", "team-two", "team-three"):
+            phase[0] = "read"
+            first = await gateway.call("create_team", {"team": team})
+            phase[0] = "write"
+            confirm = first.payload["confirm"]
+            sent = await gateway.call("create_team", {"team": team, "confirm": confirm})
+            assert sent.payload["status"] == "ok", sent.payload
+        phase[0] = "read"
+        assert not (await gateway.call("members", {})).is_error
+        hooks = list(gateway.session.client.event_hooks["response"])
+    exchanges = [r for r in fresh_hub.requests() if r["path"] == "/v2/auth/token"]
+    assert len(exchanges) == 1  # one sign-in for 2 reads and 3 confirmed writes
+    created = [r for r in fresh_hub.requests() if (r["method"], r["path"]) == ("POST", GROUPS)]
+    assert len(created) == 3
+    # The confirmed writes waited on the same pacer as the reads.
+    assert paced.count("write") >= 3 and "read" in paced
+    # Each send's audit hook went with it: only the gateway's is left on the shared client.
+    assert hooks == [gateway._audit_read]
+
+
+GROUPS = "/v2/orgs/acme/groups"

@@ -69,3 +69,23 @@ def test_argument_problems_name_fields_and_rules_never_values() -> None:
     assert argument_problems(spec, {}) == ["name: required"]
     # A string for a boolean is sink's usual coercion, left to the spec check.
     assert argument_problems(spec, {"name": "team-a", "is_private": "true"}) == []
+
+
+def test_plan_and_apply_tools() -> None:
+    from sink.agent.tools import plan_tools
+
+    assert plan_tools([], apply=True) == []
+    only = plan_tools(["acme.yaml"], apply=False)
+    assert [spec.name for spec in only] == ["plan"]
+    plan, apply = plan_tools(["acme.yaml", "globex.yaml"], apply=True)
+    assert plan.hints.read_only and not plan.hints.destructive and plan.kind == "plan"
+    assert plan.input_schema["properties"]["state"]["enum"] == ["acme.yaml", "globex.yaml"]
+    assert argument_problems(plan, {"state": "other.yaml"}) == [
+        "state: must be one of acme.yaml, globex.yaml"
+    ]
+    assert apply.kind == "apply" and apply.hints.destructive and apply.hints.idempotent
+    assert not apply.hints.read_only
+    assert argument_problems(apply, {"plan_id": "20260101T120000-0a1b2c3d"}) == []
+    assert argument_problems(apply, {"plan_id": "../../etc/passwd"}) == [
+        r"plan_id: must match ^\d{8}T\d{6}-[0-9a-f]{8}$"
+    ]

@@ -13,6 +13,7 @@ import yaml
 from sink.destination import open_destination
 from sink.engine.blocks import Job, rows, send_task
 from sink.engine.budget import Budget, LocalBudget
+from sink.engine.link import Op
 from sink.engine.outputs import LocalLink, Store
 from sink.hubsim import Simulator
 from sink.model import Record
@@ -108,3 +109,45 @@ def test_a_record_that_cannot_be_sent_goes_to_the_rejects_through_the_store(
     assert (result.counts.rejected, result.counts.ok) == (1, 1)
     (reject,) = (tmp_path / "out" / "dest-rejects.jsonl").read_bytes().splitlines()
     assert orjson.loads(reject)["name"] == "Not A Valid Name!"
+
+
+class CountingLink(LocalLink):
+    """A link to the store that counts the operations it carried, by name."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.ops: list[str] = []
+        self.calls = 0
+
+    def call(self, ops: list[Op]) -> list[Any]:
+        self.calls += 1
+        self.ops.extend(f"{op.target}.{op.method}" for op in ops)
+        return super().call(ops)
+
+    def post(self, ops: list[Op]) -> None:
+        self.ops.extend(f"{op.target}.{op.method}" for op in ops)
+        super().post(ops)
+
+
+def test_a_worker_marks_requests_sent_a_large_group_per_round_trip(
+    fresh_hub: Simulator, tmp_path: Path
+) -> None:
+    work = job(fresh_hub, tmp_path)  # concurrency 4 on this worker
+    store = Store(work.destination(), work.credentials)
+    link = CountingLink(store)
+    names = [f"grp-{i:03d}" for i in range(40)]
+    result = send_task(
+        work,
+        rows([pa.table({"name": names})]),
+        owner="task-0",
+        link=link,
+        budget=LocalBudget(Budget()),
+    )
+    store.close()
+    assert result.counts.ok == 40 and result.setup_cpu > 0
+    assert link.ops.count("ledger.mark_sent") == 3  # groups of 16 (4 × the concurrency), not 10
+    # Every line and final state travelled as plain values, queued between the round trips.
+    assert link.ops.count("lines.responses") == 40 and link.ops.count("claims.settle") == 40
+    assert link.calls <= 3 + 4  # the groups, the clock, a claim, the states, the flush
+    with Ledger(tmp_path / "dest.ledger.sqlite") as ledger:
+        assert ledger.counts().get("done") == 40

@@ -149,3 +149,52 @@ def test_a_workers_pacer_waits_for_the_reset_then_goes_on() -> None:
 
     asyncio.run(main())
     assert slept and slept[0] == pytest.approx(10 + RESET_GUARD)
+
+
+def test_a_lease_grows_while_it_is_used_up_fast_and_shrinks_when_it_lasts() -> None:
+    clock = Clock()
+    budget = Budget(clock=clock)
+    budget.reports_quota = False  # unmetered: the budget grants what is asked
+    pacer = LeasedPacer(LocalBudget(budget), lease=4, wall=clock)
+
+    async def take(count: int, seconds: float) -> None:
+        for _ in range(count):
+            await pacer.wait()
+            clock.now += seconds
+            pacer.complete(None)
+
+    asyncio.run(take(4 + 8 + 16, 0.001))  # each lease used up within LEASE_SECONDS
+    assert (pacer.leases, pacer.lease_size) == (3, 16)
+    asyncio.run(take(64, 0.001))
+    assert pacer.lease_size == 64 and pacer.leases == 5
+    assert pacer._permits == 32  # the fifth lease (64) half used
+    asyncio.run(take(32, 0.1))  # its other half over 3.2 s
+    asyncio.run(take(1, 0.1))
+    assert pacer.lease_size == 32 and pacer.leases == 6  # the next one is smaller
+    for _ in range(4):
+        asyncio.run(take(pacer._permits + 1, 1.0))
+    assert pacer.lease_size == 4  # never below the first size
+    pacer.release()
+    assert budget.out == 0
+
+
+def test_a_large_lease_takes_a_share_of_what_is_left_never_all() -> None:
+    clock = Clock()
+    budget = Budget(clock=clock)
+    learnt(budget, clock, remaining=1_000)
+    assert budget.lease(512).permits == 250  # a quarter of the 1,000 left
+    assert budget.lease(512).permits == 188
+    assert budget.lease(16).permits == 16  # small leases as asked
+    paced = Budget(rate=100, clock=clock)
+    paced.reports_quota = False
+    assert paced.lease(512).permits == 50  # half a second at 100/s
+
+
+def test_a_paced_lease_counts_only_what_it_grants() -> None:
+    clock = Clock()
+    budget = Budget(rate=100, clock=clock)
+    learnt(budget, clock, remaining=1_000)
+    left = budget.left
+    assert left is not None
+    lease = budget.lease(512)
+    assert lease.permits == 50 and budget.left == left - 50

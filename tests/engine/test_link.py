@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sink.engine.link import Op, Outbox
@@ -46,3 +47,22 @@ def test_a_full_queue_is_posted_and_a_flush_waits() -> None:
     assert [op.args for op in link.calls[0]] == [(3,)]
     outbox.flush()  # nothing queued: no round trip
     assert len(link.calls) == 1 and outbox.calls == 1
+
+
+def test_soon_posts_once_the_loop_turns_with_everything_queued_meanwhile() -> None:
+    link = Recording()
+    outbox = Outbox(link)
+
+    async def turn() -> None:
+        outbox.add("vault", "write", "a")
+        outbox.soon()
+        outbox.add("vault", "write", "b")
+        outbox.soon()  # one post for both
+        assert link.posts == []
+        await asyncio.sleep(0)
+        assert [[op.args for op in ops] for ops in link.posts] == [[("a",), ("b",)]]
+
+    asyncio.run(turn())
+    outbox.add("vault", "write", "c")
+    outbox.soon()  # no loop running: at once
+    assert [op.args for op in link.posts[-1]] == [("c",)] and link.calls == []

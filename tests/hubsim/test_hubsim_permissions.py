@@ -277,3 +277,23 @@ def test_members_may_not_manage_teams_or_invites(client: httpx.Client, login: Lo
         == 403
     )
     assert client.get("/v2/orgs/acme/settings", headers=bob).status_code == 403
+
+
+def test_the_list_filter_agrees_with_can_see_for_every_caller_and_repository() -> None:
+    # The repository list checks visibility with what depends on the caller worked out once
+    # (access.lister); it must answer as can_see does, repository by repository.
+    from sink.hubsim.access import ANONYMOUS, Principal, can_see, lister
+    from sink.hubsim.seed import load_state
+
+    state = load_state(None)
+    callers = [ANONYMOUS]
+    for user in state.users.values():
+        callers.append(Principal("password", user.username, "pw", ("repo:admin",), user=user))
+        callers.append(Principal("pat", user.username, "pat", ("repo:public_read",), user=user))
+    for org in state.orgs.values():
+        callers += [Principal("oat", org.name, "oat", token=t) for t in org.tokens.values()]
+    repos = [repo for found in state.repos.values() for repo in found.values()]
+    assert any(c.kind == "oat" for c in callers) and any(r.is_private for r in repos)
+    for caller in callers:
+        visible = lister(state, caller)
+        assert [visible(r) for r in repos] == [can_see(state, caller, r) for r in repos]
