@@ -170,10 +170,32 @@ def test_four_workers_share_one_quota(hub: ProcessSimulator, tmp_path: Path) -> 
     # one is cut short, the last one is the run's end.
     start = math.floor(min(e["time"] for e in log))
     per_window = Counter(int((e["time"] - start) // window) for e in log if e["status"] != 429)
-    inner = [per_window[i] for i in range(1, max(per_window))]
-    assert len(inner) >= 3, sorted(per_window.items())
+    # Only the windows some task was sending through from end to end: on two cores Ray starts
+    # one worker process after another, and a window with no task running is Ray's start-up,
+    # not the budget's doing.
+    busy = _union(sink.result.spans)
+    inner = [
+        per_window[i]
+        for i in range(1, max(per_window))
+        if _covered(busy, start + i * window, start + (i + 1) * window)
+    ]
+    assert len(inner) >= 3, (sorted(per_window.items()), busy)
     used = sum(inner) / (limit * len(inner))
-    assert used >= 0.95, f"{used:.1%} of the quota used: {sorted(per_window.items())}"
+    assert used >= 0.95, f"{used:.1%} of the quota used: {sorted(per_window.items())}, {busy}"
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for began, ended in sorted(spans):
+        if merged and began <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], ended))
+        else:
+            merged.append((began, ended))
+    return merged
+
+
+def _covered(spans: list[tuple[float, float]], began: float, ended: float) -> bool:
+    return any(first <= began and ended <= last for first, last in spans)
 
 
 class _Faulty(HubDatasink):
