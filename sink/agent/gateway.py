@@ -255,6 +255,13 @@ class Gateway:
             message = _message(exc)
             self.audit.tool_call(name, kind, args, "failed", outcome="error", error=message)
             return self._error("failed", message)
+        except Pending:
+            raise
+        except Exception as exc:  # noqa: BLE001 - logged and answered, never the SDK's raw text
+            message = f"internal error ({type(exc).__name__}); see the audit log"
+            detail = self.redactor(str(exc))
+            self.audit.tool_call(name, kind, args, "failed", outcome="error", error=detail)
+            return self._error("failed", message)
         finally:
             _CURRENT_TOOL.reset(token)
 

@@ -167,3 +167,21 @@ async def test_one_sign_in_and_one_pacer_for_the_agents_reads_and_writes(
 
 
 GROUPS = "/v2/orgs/acme/groups"
+
+
+async def test_an_unforeseen_error_is_logged_and_answered_without_its_text(
+    tmp_path: Path, hub: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leaked = "dckr_oat_Z8bV1nM4kQ7wE2rT5yU9iO3pA6sD0fGh"
+    agent = make_agent(tmp_path, hub, policy={"read_only": True})
+    async with Gateway(agent) as gateway:
+
+        async def broken(*args: object, **kwargs: object) -> None:
+            raise KeyError(f"team {leaked}")
+
+        monkeypatch.setattr(gateway, "_read", broken)
+        answer = await gateway.call("teams", {})
+    assert answer.is_error and answer.payload["status"] == "failed"
+    assert "KeyError" in answer.payload["error"] and leaked not in str(answer.payload)
+    [line] = [line for line in audit_lines(agent) if line.get("decision") == "failed"]
+    assert line["agent"] == agent.name and leaked not in str(line)
