@@ -239,6 +239,16 @@ def _describe(connection: Connection, count: int | None) -> str:
     return f"({where}{checked})"
 
 
+def _usage_of(parser: argparse.ArgumentParser) -> Handler:
+    """A handler that prints ``parser``'s help (its actions) and exits 2: no action was given."""
+
+    def usage(args: argparse.Namespace) -> ExitCode:
+        parser.print_help(sys.stderr)
+        return ExitCode.STOPPED
+
+    return usage
+
+
 def cmd_connection_add(args: argparse.Namespace) -> ExitCode:
     """``sink connection add``."""
     connection, count = add_connection(args, Prompter(), _store(), _verifier(args))
@@ -492,6 +502,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         ),
     )
     actions = connection.add_subparsers(title="actions", metavar="ACTION")
+    connection.set_defaults(handler=_usage_of(connection))  # `sink connection` alone
     add = actions.add_parser(
         "add",
         help="add a connection (prompts for what is missing)",

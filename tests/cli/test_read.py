@@ -771,3 +771,14 @@ def test_export_from_an_unreachable_hub_is_an_error_not_a_traceback(
     )
     code, _, err = sink(monkeypatch, capsys, "export", "teams")
     assert code == 2 and "127.0.0.1:9" in err and ACME_OAT not in err
+
+
+def test_connection_without_an_action_shows_the_actions(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sink.cli.main import main
+
+    assert main(["connection"]) == 2
+    err = capsys.readouterr().err
+    assert "usage: sink connection" in err
+    assert all(action in err for action in ("add", "edit", "list", "show", "remove"))
