@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import orjson
+
 JSONObject = dict[str, Any]
 
 REDACTED = "***"
@@ -52,6 +54,20 @@ class Request:
     """A POST or PATCH its template says is safe to send twice (sent again without a look-up)."""
     secrets: tuple[str, ...] = ()
     """The answer's fields that hold a created secret: they go to the vault only."""
+
+    def json_body(self) -> Any:
+        """The body parsed as JSON, or None (no body, or one that is not JSON)."""
+        if self.body is None:
+            return None
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return None
+
+    def body_field(self, name: str) -> Any:
+        """Field ``name`` of a JSON object body, or None."""
+        body = self.json_body()
+        return body.get(name) if isinstance(body, dict) else None
 
 
 class Status(enum.StrEnum):

@@ -201,3 +201,16 @@ def test_a_batch_s_vault_line_lists_its_keys_and_a_secret_never_overwrites_a_fie
     assert line["key"] == ["a", "b"] and line["label"] == "ci"
     assert (line["secret.label"], line["secret.key"]) == (PAT, OAT)
     assert line["written_at"] == "1970-01-01T00:00:00Z"
+
+
+def test_a_request_body_is_read_as_json_once_for_every_check() -> None:
+    def request(body: bytes | None) -> Request:
+        return Request("POST", "https://hub.docker.com/v2/x", (), body, ("k",), "t")
+
+    assert request(b'{"role": "owner", "n": 1}').json_body() == {"role": "owner", "n": 1}
+    assert request(b'{"role": "owner"}').body_field("role") == "owner"
+    assert request(b'{"role": "owner"}').body_field("name") is None
+    for body in (None, b"not json", b"[1, 2]", b'"text"'):
+        assert request(body).body_field("role") is None
+    assert request(b"not json").json_body() is None and request(None).json_body() is None
+    assert request(b"[1, 2]").json_body() == [1, 2]

@@ -103,13 +103,7 @@ def token_list(request: Request) -> TokenList | None:
 
 def body_label(request: Request, field: str) -> str | None:
     """The label a create request's JSON body gives in ``field``, or None."""
-    if request.body is None:
-        return None
-    try:
-        body = orjson.loads(request.body)
-    except orjson.JSONDecodeError:
-        return None
-    label = body.get(field) if isinstance(body, dict) else None
+    label = request.body_field(field)
     return label if isinstance(label, str) and label else None
 
 

@@ -104,7 +104,7 @@ def owner_change(request: Request) -> OwnerChange | None:
         user = segments[4]
         if method == "DELETE":
             return OwnerChange("remove", org, user, f"remove {user} from organization {org}")
-        role = _body_field(request, "role")
+        role = request.body_field("role")
         if isinstance(role, str) and role.casefold() == "owner":
             return OwnerChange("promote", org, user)
         return OwnerChange("remove", org, user, f"demote {user} in organization {org}")
@@ -113,7 +113,7 @@ def owner_change(request: Request) -> OwnerChange | None:
     if len(parts) == 5:
         if method == "DELETE":
             return OwnerChange("all", org, what=f"delete the owners team of {org}")
-        name, role = _body_field(request, "name"), _body_field(request, "role")
+        name, role = request.body_field("name"), request.body_field("role")
         renamed = name is not None and (not isinstance(name, str) or name.casefold() != "owners")
         demoted = role is not None and (not isinstance(role, str) or role.casefold() != "owner")
         if method == "POST" or renamed or demoted:
@@ -123,7 +123,7 @@ def owner_change(request: Request) -> OwnerChange | None:
         user = segments[6]
         return OwnerChange("remove", org, user, f"remove {user} from the owners team of {org}")
     if parts[5:6] == ["members"] and len(parts) == 6 and method == "POST":
-        member = _body_field(request, "member")
+        member = request.body_field("member")
         return OwnerChange("promote", org, member if isinstance(member, str) else "")
     return None
 
@@ -133,21 +133,11 @@ def _scim_change(method: str, parts: list[str], request: Request) -> OwnerChange
     # them from the owners, so anything but a creation or an activation is refused.
     if method == "POST" and parts[2:] == ["2.0", "users"]:
         return None
-    if method in ("PUT", "PATCH") and _body_field(request, "active") is True:
+    if method in ("PUT", "PATCH") and request.body_field("active") is True:
         return None
     return OwnerChange(
         "unclear", what="a SCIM user change may deactivate an owner, and sink cannot tell"
     )
-
-
-def _body_field(request: Request, name: str) -> object:
-    if request.body is None:
-        return None
-    try:
-        body = orjson.loads(request.body)
-    except orjson.JSONDecodeError:
-        return None
-    return body.get(name) if isinstance(body, dict) else None
 
 
 @dataclass

@@ -203,7 +203,7 @@ def parse(request: Request) -> Parsed:
     for pattern, value in zip(parts, segments, strict=False):
         if pattern.startswith("{") and pattern.endswith("}"):
             parsed.params[pattern[1:-1]] = value
-    parsed.body = _body(request)
+    parsed.body = request.json_body()
     _collect(parsed, method)
     return parsed
 
@@ -304,15 +304,6 @@ def _resource_name(parsed: Parsed, kind: str, path: str) -> None:
         parsed.resource_globs.append((kind, path))
     else:
         parsed.names[kind].append(path)
-
-
-def _body(request: Request) -> Any:
-    if request.body is None:
-        return None
-    try:
-        return orjson.loads(request.body)
-    except orjson.JSONDecodeError:
-        return None
 
 
 # --------------------------------------------------------------------------- matching
