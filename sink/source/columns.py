@@ -41,6 +41,7 @@ import orjson
 
 from sink.errors import ConfigError
 from sink.model import Record
+from sink.source.read import file_format
 
 if TYPE_CHECKING:
     from sink.destination import Destination
@@ -52,17 +53,6 @@ _HEAD_LIMIT = 1 << 20  # bytes read at most to find a CSV header
 _ITEMS_LIMIT = 10 * SAMPLE  # items (bad rows included) looked at on a stream before deciding
 _TYPO_CUTOFF = 0.7  # an optional name this close to an unread column is a typo
 _BOM = b"\xef\xbb\xbf"
-_EXTENSIONS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
-_ALIASES = {"json": "jsonl", "ndjson": "jsonl", "pq": "parquet"}
 
 
 @dataclass(frozen=True)
@@ -111,7 +101,7 @@ def input_columns(
     if source is None or str(source) == "-":
         return None
     path = Path(source)
-    kind = _format(path, fmt)
+    kind = file_format(path, fmt)
     if kind is None or not path.is_file():
         return None
     try:
@@ -123,16 +113,6 @@ def input_columns(
             return _csv_columns(stream, path.name, "\t" if kind == "tsv" else ",")
     except (OSError, EOFError, ValueError, UnicodeDecodeError, csv.Error):
         return None
-
-
-def _format(path: Path, fmt: str | None) -> str | None:
-    if fmt is not None:
-        name = fmt.strip().lower()
-        return _ALIASES.get(name, name)
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes.pop()
-    return _EXTENSIONS.get(suffixes[-1]) if suffixes else None
 
 
 def _open(path: Path) -> BinaryIO:

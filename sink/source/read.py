@@ -168,12 +168,29 @@ def _canonical(fmt: str | None) -> str | None:
     return name
 
 
-def _format_of(path: Path) -> str:
+def file_format(path: Path, fmt: str | None = None) -> str | None:
+    """The format the readers take ``path`` to be: ``fmt`` (a name or an alias) when given,
+    else its extension's (``.gz`` looked through); None when it cannot tell (reading it then
+    says why)."""
+    if fmt is not None:
+        name = fmt.strip().lower()
+        name = _ALIASES.get(name, name)
+        return name if name in FORMATS else None
+    suffixes = _suffixes(path)
+    return _EXTENSIONS.get(suffixes[-1]) if suffixes else None
+
+
+def _suffixes(path: Path) -> list[str]:
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes.pop()
-    found = _EXTENSIONS.get(suffixes[-1]) if suffixes else None
+    return suffixes
+
+
+def _format_of(path: Path) -> str:
+    found = file_format(path)
     if found is None:
+        suffixes = _suffixes(path)
         ext = suffixes[-1] if suffixes else "no extension"
         raise SourceError(
             f"cannot tell the format of {path} from its extension ({ext}); "

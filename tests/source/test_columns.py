@@ -408,3 +408,17 @@ def test_a_key_field_typo_stops_every_format(fmt: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="did you mean 'name'"):
         records(destination(tmp_path, key_field="nmae"), path)
     assert len(list(records(destination(tmp_path, key_field="name"), path))) == 1
+
+
+@pytest.mark.parametrize("name", ["repos.pq", "repos.PARQUET", "repos.parquet"])
+def test_columns_know_every_extension_the_reader_knows(tmp_path: Path, name: str) -> None:
+    # The column check and the reader decide an input's format in one place: a file the
+    # reader reads is checked for typos too, whatever extension it goes by.
+    path = tmp_path / name
+    pq.write_table(pa.table({"name": ["a"]}), path)
+    assert input_columns(path) == Columns(("name",), f"the Parquet schema of {name}")
+    odd = tmp_path / "repos.json"  # not an extension the reader takes: no columns, no guess
+    odd.write_text('{"name": "a"}\n')
+    assert input_columns(odd) is None
+    given = input_columns(odd, "json")  # the format given: read as JSON Lines
+    assert given is not None and given.names == ("name",)
